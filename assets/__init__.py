@@ -1,0 +1,1 @@
+"""Flywheel's software-defined assets, one module per group."""

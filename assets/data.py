@@ -1,0 +1,111 @@
+"""Data group: the source's rows per day, and the cleaned, labelled features per day."""
+
+from typing import Any
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from assets.partitions import daily_partitions, partition_days
+from pipeline.lifecycle import build_features_day, ingest_day, preview
+from resources import FlywheelStorage, TaskSource
+
+# cleaned_features[D] reads raw_data[D] and, for lagged rates, up to this many earlier days.
+HISTORY_DAYS = 31
+
+
+def _run_days(context: AssetExecutionContext, step, what: str) -> list[dict[str, Any]]:
+    """Runs ``step(day)`` for every day of the run; a bad day does not stop the good ones, and
+    the run then fails naming each bad day and why."""
+    done, failed = [], {}
+    days = partition_days(context)
+    for i, day in enumerate(days, 1):
+        try:
+            done.append(step(day))
+        except (ValueError, RuntimeError, OSError) as err:
+            failed[day.isoformat()] = str(err)
+            context.log.error(f"{what} {day}: {err}")
+        if len(days) > 1 and (i % 10 == 0 or i == len(days)):
+            context.log.info(f"{what}: {i}/{len(days)} days done")
+    if failed:
+        raise Failure(
+            description=f"{what} failed for {len(failed)} of {len(days)} day(s): "
+            + "; ".join(f"{day}: {msg}" for day, msg in failed.items()),
+            metadata={"failed_days": MetadataValue.json(failed)},
+        )
+    return done
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="data",
+    kinds={"python", "parquet"},
+    tags={"layer": "raw"},
+)
+def raw_data(
+    context: AssetExecutionContext, task: TaskSource, storage: FlywheelStorage
+) -> MaterializeResult:
+    """The source's rows of each day, unchanged, as Parquet."""
+    source, store = task.source(), storage.partitions("raw_data")
+    context.log.info(f"reading {source.describe()}")
+    for r in _run_days(context, lambda day: ingest_day(source, store, day), "raw_data"):
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": r["rows"],
+                "empty": r["rows"] == 0,
+                "columns": MetadataValue.json(r["columns"]),
+                "path": MetadataValue.path(str(store.path(r["day"]))),
+                "preview": MetadataValue.md(preview(r["frame"])),
+            },
+            partition_key=r["day"].isoformat(),
+        )
+    return MaterializeResult()
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=[
+        AssetDep(
+            raw_data,
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=-HISTORY_DAYS, allow_nonexistent_upstream_partitions=True
+            ),
+        )
+    ],
+    group_name="data",
+    kinds={"python", "parquet"},
+    tags={"layer": "features"},
+)
+def cleaned_features(
+    context: AssetExecutionContext, task: TaskSource, storage: FlywheelStorage
+) -> MaterializeResult:
+    """Typed rows of each day with the label and lagged rates; bad rows quarantined beside."""
+    spec = task.spec()
+    raw, store = storage.partitions("raw_data"), storage.partitions("cleaned_features")
+    if spec.max_lag_days > HISTORY_DAYS:
+        raise Failure(f"lagged rates over {spec.max_lag_days} days: at most {HISTORY_DAYS}")
+    step = lambda day: build_features_day(spec, raw, store, day)  # noqa: E731
+    for r in _run_days(context, step, "cleaned_features"):
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": r["rows"],
+                "empty": r["rows"] == 0,
+                "quarantined_rows": r["quarantined"],
+                "quarantine_reasons": MetadataValue.json(r["quarantine_reasons"]),
+                "quarantine_path": MetadataValue.path(r["quarantine_path"]),
+                "positive_rate": r["positive_rate"],
+                "history_days_missing": MetadataValue.json(r["history_days_missing"]),
+                "preview": MetadataValue.md(preview(r["frame"])),
+            },
+            partition_key=r["day"].isoformat(),
+        )
+    return MaterializeResult()

@@ -1,0 +1,147 @@
+"""Training group: the challenger model, and its evaluation against the champion."""
+
+import datetime as dt
+from typing import Any
+
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from assets.data import cleaned_features
+from pipeline.lifecycle import evaluate_version, train_version
+from pipeline.training import TrainParams
+from resources import FlywheelStorage, TaskSource
+
+_DEFAULTS = TrainParams()
+
+
+class TrainingConfig(Config):
+    """Hyperparameters of ``trained_model``; mirrors ``pipeline.training.TrainParams``."""
+
+    epochs: int = Field(default=_DEFAULTS.epochs, description="Most epochs (early stopping).")
+    batch_size: int = Field(default=_DEFAULTS.batch_size, description="Rows per batch.")
+    learning_rate: float = Field(default=_DEFAULTS.learning_rate, description="AdamW rate.")
+    weight_decay: float = Field(default=_DEFAULTS.weight_decay, description="AdamW decay.")
+    hidden_sizes: list[int] = Field(
+        default=_DEFAULTS.hidden_sizes, description="Widths of the MLP's hidden layers."
+    )
+    dropout: float = Field(default=_DEFAULTS.dropout, description="Dropout after each layer.")
+    patience: int = Field(
+        default=_DEFAULTS.patience, description="Epochs without val_loss gain before stopping."
+    )
+    val_fraction: float = Field(
+        default=_DEFAULTS.val_fraction,
+        description="Latest share of training rows used for early stopping (split by time).",
+    )
+    window_days: int = Field(default=_DEFAULTS.window_days, description="Training days.")
+    holdout_days: int = Field(
+        default=_DEFAULTS.holdout_days,
+        description="Latest days held out for evaluation; never seen by training.",
+    )
+    seed: int = Field(
+        default=_DEFAULTS.seed, description="Random seed (training is deterministic)."
+    )
+    accelerator: str = Field(default=_DEFAULTS.accelerator, description="cpu, gpu or auto.")
+    devices: int = Field(default=_DEFAULTS.devices, description="Number of devices.")
+    end_date: str = Field(
+        default="",
+        description="Last holdout day (YYYY-MM-DD); empty: the newest cleaned_features day.",
+    )
+
+    def params(self) -> TrainParams:
+        values = self.model_dump(exclude={"end_date"})
+        return TrainParams(**values)
+
+
+@asset(
+    deps=[cleaned_features],
+    group_name="training",
+    kinds={"pytorch", "lightning"},
+    io_manager_key="json_io_manager",
+)
+def trained_model(
+    context: AssetExecutionContext,
+    config: TrainingConfig,
+    task: TaskSource,
+    storage: FlywheelStorage,
+) -> Output[dict[str, Any]]:
+    """A challenger trained on the days before the holdout, saved as a model version."""
+    end = dt.date.fromisoformat(config.end_date) if config.end_date else None
+
+    def on_epoch(row: dict[str, float]) -> None:
+        context.log.info(f"epoch {row['epoch']}: val_loss {row['val_loss']:.4f}")
+
+    result = train_version(
+        task.spec(),
+        storage.partitions("cleaned_features"),
+        storage.registry(),
+        config.params(),
+        storage.scratch(context.run_id),
+        end=end,
+        on_epoch=on_epoch,
+    )
+    window = result["window"]
+    return Output(
+        {"version": result["version"], "path": result["path"]},
+        metadata={
+            "version": result["version"],
+            "path": MetadataValue.path(result["path"]),
+            "train_window": f"{window['train_start']}..{window['train_end']}",
+            "holdout_window": f"{window['holdout_start']}..{window['holdout_end']}",
+            "train_days_missing": MetadataValue.json(result["train_days_missing"]),
+            "dagster/row_count": result["rows"],
+            "val_rows": result["val_rows"],
+            "epochs_run": result["epochs_run"],
+            "best_val_loss": result["best_val_loss"],
+            "threshold": result["threshold"],
+            "parameter_count": result["parameter_count"],
+            "training_seconds": result["seconds"],
+            "hyperparameters": MetadataValue.json(result["params"]),
+        },
+    )
+
+
+def _metrics_table(report: dict[str, Any]) -> str:
+    names = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "accuracy", "precision", "recall",
+             "f1", "positive_rate"]  # fmt: skip
+    cols = {"challenger": report["challenger"], "champion": report["champion_metrics"],
+            "prior": report["prior_baseline"]}  # fmt: skip
+    header = "| metric | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+    rows = []
+    for n in names:
+        cells = [f"{c[n]:.4f}" if c and n in c else "" for c in cols.values()]
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    return header + "\n".join(rows)
+
+
+@asset(group_name="training", kinds={"pytorch", "matplotlib"}, io_manager_key="json_io_manager")
+def evaluation_report(
+    context: AssetExecutionContext, trained_model: dict[str, Any], storage: FlywheelStorage
+) -> Output[dict[str, Any]]:
+    """The challenger and the champion scored on the same holdout days, with plots."""
+    report = evaluate_version(
+        storage.partitions("cleaned_features"), storage.registry(), trained_model["version"]
+    )
+    plots = report.pop("plots")
+    ch = report["challenger"]
+    context.log.info(f"challenger {report['version']}: ROC-AUC {ch['roc_auc']:.4f}")
+    return Output(
+        report,
+        metadata={
+            "version": report["version"],
+            "champion": report["champion"] or "(none)",
+            "roc_auc": ch["roc_auc"],
+            "champion_roc_auc": (report["champion_metrics"] or {}).get("roc_auc"),
+            "pr_auc": ch["pr_auc"],
+            "log_loss": ch["log_loss"],
+            "f1": ch["f1"],
+            "dagster/row_count": report["rows"],
+            "metrics": MetadataValue.md(_metrics_table(report)),
+            "confusion_matrix": MetadataValue.json(ch["confusion_matrix"]),
+            "report_path": MetadataValue.path(report["report_path"]),
+            "plots": MetadataValue.md(
+                "\n\n".join(
+                    f"**{k}**\n\n![{k}](data:image/png;base64,{v})" for k, v in plots.items()
+                )
+            ),
+        },
+    )

@@ -1,0 +1,161 @@
+"""Cleaning one day of raw rows into typed model inputs, with the label and the lagged rates.
+
+A row that cannot be cleaned is never dropped silently: it goes to the quarantine frame with
+its reason. A problem with the whole day (a column the task needs is absent) raises instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.task import LABEL_COLUMN, LaggedRate, TaskSpec
+
+QUARANTINE_REASON = "quarantine_reason"
+
+
+class CleaningError(ValueError):
+    """A day that cannot be cleaned at all; the message names the partition and the column."""
+
+
+@dataclass
+class CleanResult:
+    features: pd.DataFrame
+    quarantine: pd.DataFrame
+
+    @property
+    def quarantine_reasons(self) -> dict[str, int]:
+        if self.quarantine.empty:
+            return {}
+        counts = self.quarantine[QUARANTINE_REASON].value_counts()
+        return {str(k): int(v) for k, v in counts.items()}
+
+
+def _require_columns(frame: pd.DataFrame, spec: TaskSpec, day: dt.date, what: str) -> None:
+    for col in spec.raw_columns:
+        if col not in frame.columns:
+            raise CleaningError(f"partition {day}: {what} has no column {col!r}")
+
+
+def compute_labels(frame: pd.DataFrame, spec: TaskSpec) -> tuple[pd.Series, pd.Series]:
+    """The 0/1 label of each row, and the reason (or "") a row's label is unusable."""
+    raw = frame[spec.label.column]
+    rule = spec.label
+    reason = pd.Series("", index=frame.index, dtype=object)
+    missing = raw.isna()
+    if rule.greater_than is not None:
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = values.isna() & ~missing
+        reason[bad] = f"label: {rule.column!r} is not a number"
+        label = (values > rule.greater_than).astype("float64")
+    else:
+        positives = {str(v) for v in rule.positive_values or ()}
+        label = raw.astype(str).isin(positives).astype("float64")
+    if rule.missing_is_positive:
+        label[missing] = 1.0
+    else:
+        reason[missing] = f"label: {rule.column!r} is missing"
+    label[reason != ""] = np.nan
+    return label, reason
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """UTC timestamps; values that do not parse become NaT. Naive values are taken as UTC."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+
+
+def _numeric(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def lagged_rates(
+    day: dt.date, history: pd.DataFrame, spec: TaskSpec, rule: LaggedRate
+) -> pd.DataFrame:
+    """Share of positive labels per group over the ``rule.days`` days strictly before ``day``.
+
+    Returns one row per group: the ``by`` columns and the rate (named ``rule.feature_name``).
+    Rows of ``history`` outside that window, or with an unusable label, are not counted.
+    """
+    name = rule.feature_name
+    if history.empty:
+        return pd.DataFrame(columns=[*rule.by, name])
+    ts = parse_timestamps(history[spec.timestamp])
+    start = pd.Timestamp(day - dt.timedelta(days=rule.days), tz="UTC")
+    end = pd.Timestamp(day, tz="UTC")
+    in_window = (ts >= start) & (ts < end)
+    label, reason = compute_labels(history, spec)
+    usable = in_window & (reason == "")
+    frame = history.loc[usable, list(rule.by)].astype(str)
+    frame[name] = label[usable].to_numpy()
+    return frame.groupby(list(rule.by), as_index=False)[name].mean()
+
+
+def clean_day(
+    raw: pd.DataFrame, day: dt.date, spec: TaskSpec, history: pd.DataFrame | None = None
+) -> CleanResult:
+    """Cleans the raw rows of ``day``.
+
+    Args:
+        raw: the day's rows as the source gave them.
+        day: the partition's date (UTC).
+        spec: the task.
+        history: raw rows of earlier days, used only for the lagged rates; any rows on or after
+            ``day`` in it are ignored.
+
+    Returns:
+        The typed features (timestamp, label, categorical, numeric, calendar and lagged-rate
+        columns) and the quarantined raw rows with their reason.
+    """
+    if raw.empty and not len(raw.columns):
+        raw = pd.DataFrame({c: pd.Series(dtype=object) for c in spec.raw_columns})
+    _require_columns(raw, spec, day, "the raw data")
+    raw = raw.reset_index(drop=True)
+    reason = pd.Series("", index=raw.index, dtype=object)
+
+    def flag(mask: pd.Series, why: str) -> None:
+        reason[mask & (reason == "")] = why
+
+    ts = parse_timestamps(raw[spec.timestamp])
+    flag(ts.isna(), f"timestamp: {spec.timestamp!r} does not parse")
+    start = pd.Timestamp(day, tz="UTC")
+    flag(
+        ts.notna() & ((ts < start) | (ts >= start + pd.Timedelta(days=1))),
+        f"timestamp: {spec.timestamp!r} is not on {day}",
+    )
+    label, label_reason = compute_labels(raw, spec)
+    first = (label_reason != "") & (reason == "")
+    reason[first] = label_reason[first]
+
+    out = pd.DataFrame({spec.timestamp: ts, LABEL_COLUMN: label})
+    for col in spec.categorical:
+        values = raw[col]
+        out[col] = values.where(values.isna(), values.astype(str)).astype(object)
+    for col in spec.numeric:
+        values = _numeric(raw[col])
+        flag(values.isna() & raw[col].notna(), f"numeric: {col!r} is not a number")
+        flag(np.isinf(values), f"numeric: {col!r} is infinite")
+        out[col] = values
+    for name, feature in zip(spec.calendar, spec.calendar_features, strict=True):
+        part = {"hour": ts.dt.hour, "day_of_week": ts.dt.dayofweek, "month": ts.dt.month}[name]
+        out[feature] = part.astype("Int64").astype(str).where(ts.notna(), None).astype(object)
+
+    hist = history if history is not None else raw.iloc[0:0]
+    if spec.lagged_rates and not hist.empty:
+        _require_columns(hist, spec, day, "the history for lagged rates")
+    for rule in spec.lagged_rates:
+        rates = lagged_rates(day, hist, spec, rule)
+        keys = raw[list(rule.by)].astype(str)
+        merged = keys.merge(rates, on=list(rule.by), how="left")
+        out[rule.feature_name] = merged[rule.feature_name].to_numpy(dtype="float64")
+
+    bad = reason != ""
+    quarantine = raw.loc[bad].copy()
+    quarantine[QUARANTINE_REASON] = reason[bad]
+    features = out.loc[~bad].reset_index(drop=True)
+    features[LABEL_COLUMN] = features[LABEL_COLUMN].astype("int8")
+    return CleanResult(features=features, quarantine=quarantine.reset_index(drop=True))

