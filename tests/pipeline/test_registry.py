@@ -1,0 +1,106 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.features import Preprocessor
+from pipeline.model import FlywheelModule
+from pipeline.registry import ModelRegistry, ModelVersionError
+
+
+def _save(registry: ModelRegistry, seed: int = 0) -> str:
+    torch.manual_seed(seed)
+    module = FlywheelModule(cardinalities=[3], n_numeric=2, hidden_sizes=[4])
+    prep = Preprocessor(["c"], ["x"], {"c": ["a", "b"]}, {"x": 0.0}, {"x": 1.0})
+    return registry.save_version(module, prep, {"threshold": 0.4, "prior": 0.2})
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "models")
+
+
+def test_save_and_load_round_trip(registry: ModelRegistry):
+    version = _save(registry)
+    loaded = registry.load(version)
+    assert loaded.version == version and loaded.threshold == 0.4
+    assert loaded.preprocessor.vocabularies == {"c": ["a", "b"]}
+    files = {p.name for p in registry.path(version).iterdir()}
+    assert {"weights.pt", "preprocessing.json", "hparams.json", "training.json",
+            "manifest.json"} <= files  # fmt: skip
+    # Weights are a plain state_dict, loadable with weights_only=True.
+    state = torch.load(registry.path(version) / "weights.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_versions_are_listed_oldest_first_and_never_half_written(registry: ModelRegistry):
+    first, second = _save(registry, 0), _save(registry, 1)
+    (registry.versions_dir / ".tmp-half-written").mkdir()
+    assert registry.versions() == [first, second]
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_damaged_version_is_refused_by_name(registry: ModelRegistry, damage: str):
+    version = _save(registry)
+    weights = registry.path(version) / "weights.pt"
+    if damage == "corrupt":
+        weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    else:
+        weights.unlink()
+    with pytest.raises(ModelVersionError, match=rf"{version}.*weights.pt is {damage}"):
+        registry.load(version)
+    with pytest.raises(ModelVersionError):
+        registry.promote(version, "test")
+
+
+def test_unknown_version_is_refused(registry: ModelRegistry):
+    with pytest.raises(ModelVersionError, match="'nope' does not exist"):
+        registry.load("nope")
+
+
+def test_promote_and_rollback(registry: ModelRegistry):
+    a, b, c = _save(registry, 0), _save(registry, 1), _save(registry, 2)
+    registry.promote(a, "first")
+    registry.promote(b, "better")
+    assert registry.champion() == b
+    registry.rollback()
+    assert registry.champion() == a
+    registry.rollback(c)
+    assert registry.champion() == c
+    assert [h["action"] for h in registry.history()] == ["promote", "promote", "rollback", "rollback"]
+    assert registry.versions() == [a, b, c]  # nothing deleted
+
+
+def test_rollback_without_history_fails(registry: ModelRegistry):
+    registry.promote(_save(registry), "only one")
+    with pytest.raises(ModelVersionError, match="no earlier champion"):
+        registry.rollback()
+
+
+def test_crash_before_pointer_swap_leaves_old_champion(registry, monkeypatch):
+    old, new = _save(registry, 0), _save(registry, 1)
+    registry.promote(old, "first")
+
+    def crash(src, dst):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        registry.promote(new, "would be better")
+    monkeypatch.undo()
+    assert registry.champion() == old
+    assert json.loads(registry.champion_file.read_text())["version"] == old
+    assert registry.load(old).version == old
+
+
+def test_crash_while_writing_version_leaves_nothing(registry, monkeypatch):
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        _save(registry)
+    assert registry.versions() == []
+    assert not any(registry.versions_dir.iterdir())

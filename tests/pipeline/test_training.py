@@ -1,0 +1,74 @@
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.cleaning import clean_day
+from pipeline.metrics import roc_auc
+from pipeline.task import parse_task
+from pipeline.training import TrainingError, TrainParams, predict_frame, time_split, train_model
+from tests.conftest import CHURN_START, CHURN_TASK, make_churn_frame
+
+SPEC = parse_task({**CHURN_TASK, "source": {"kind": "files", "path": "x"}})
+PARAMS = TrainParams(epochs=8, batch_size=128, patience=3, hidden_sizes=[16, 8])
+
+
+def cleaned(days: int = 10, seed: int = 0) -> pd.DataFrame:
+    raw = make_churn_frame(days=days, rows_per_day=200, seed=seed)
+    frames = []
+    for i in range(days):
+        day = CHURN_START + dt.timedelta(days=i)
+        today = raw[raw["event_time"].dt.date == day]
+        frames.append(clean_day(today, day, SPEC, raw[raw["event_time"].dt.date < day]).features)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return cleaned()
+
+
+def test_training_learns_the_signal(frame, tmp_path: Path):
+    train, test = frame.iloc[:1600], frame.iloc[1600:]
+    out = train_model(train, SPEC, PARAMS, tmp_path)
+    auc = roc_auc(test["label"].to_numpy(), predict_frame(out.module, out.preprocessor, test))
+    assert auc > 0.7
+    assert 0.0 < out.threshold < 1.0
+    assert out.val_rows == int(len(train) * PARAMS.val_fraction)
+    assert out.history and all("val_loss" in h for h in out.history)
+    assert not any(Path.cwd().glob("lightning_logs"))
+
+
+def test_training_is_deterministic(frame, tmp_path: Path):
+    a = train_model(frame, SPEC, PARAMS, tmp_path / "a").module.state_dict()
+    b = train_model(frame, SPEC, PARAMS, tmp_path / "b").module.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_validation_slice_is_the_latest_rows(frame):
+    fit, val = time_split(frame.sample(frac=1.0, random_state=0), "event_time", 0.2)
+    assert fit["event_time"].max() <= val["event_time"].min()
+    assert len(val) == int(len(frame) * 0.2)
+
+
+def test_excluded_and_label_columns_never_reach_the_model(frame, tmp_path: Path):
+    poisoned = frame.assign(support_calls_after=frame["label"] * 100, churned=frame["label"])
+    out = train_model(poisoned, SPEC, PARAMS, tmp_path)
+    inputs = set(out.preprocessor.categorical) | set(out.preprocessor.numeric)
+    assert inputs == {"plan", "region", "calendar_day_of_week", "usage", "tenure", "rate_region_3d"}
+    assert out.module.hparams["n_numeric"] == 2 * 3
+
+
+def test_zero_rows_fail_with_a_message(frame, tmp_path: Path):
+    with pytest.raises(TrainingError, match="no training rows"):
+        train_model(frame.iloc[0:0], SPEC, PARAMS, tmp_path)
+
+
+def test_one_class_fails_with_a_message(frame, tmp_path: Path):
+    with pytest.raises(TrainingError, match="only label 0"):
+        train_model(frame.assign(label=np.int8(0)), SPEC, PARAMS, tmp_path)

@@ -1,0 +1,63 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.cli import main
+from pipeline.features import Preprocessor
+from pipeline.model import FlywheelModule
+from pipeline.registry import ModelRegistry
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    registry = ModelRegistry(tmp_path / "models")
+    for seed in range(2):
+        torch.manual_seed(seed)
+        module = FlywheelModule(cardinalities=[3], n_numeric=2, hidden_sizes=[4])
+        prep = Preprocessor(["c"], ["x"], {"c": ["a", "b"]}, {"x": 0.0}, {"x": 1.0})
+        version = registry.save_version(
+            module, prep, {"threshold": 0.5, "prior": 0.2, "window": {"train_start": "2025-01-01",
+                                                                     "train_end": "2025-02-01"}}
+        )  # fmt: skip
+        registry.promote(version, "test")
+    return tmp_path
+
+
+def test_models_list_marks_the_champion(home: Path, capsys):
+    assert main(["--home", str(home), "models", "list"]) == 0
+    out = capsys.readouterr().out
+    champion = ModelRegistry(home / "models").champion()
+    assert f"* {champion}" in out
+    assert "2025-01-01..2025-02-01" in out
+
+
+def test_models_show(home: Path, capsys):
+    version = ModelRegistry(home / "models").versions()[0]
+    assert main(["--home", str(home), "models", "show", version]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == version and shown["champion"] is False
+    assert shown["hparams"]["hidden_sizes"] == [4]
+
+
+def test_models_rollback_and_refusals(home: Path, capsys):
+    registry = ModelRegistry(home / "models")
+    first, second = registry.versions()
+    assert main(["--home", str(home), "models", "rollback"]) == 0
+    assert registry.champion() == first
+    assert f"champion is now {first} (was {second})" in capsys.readouterr().out
+    (registry.path(second) / "hparams.json").write_text("{}")
+    assert main(["--home", str(home), "models", "rollback", second]) == 1
+    assert f"model version '{second}': file hparams.json is corrupt" in capsys.readouterr().err
+    assert registry.champion() == first
+
+
+def test_console_script_is_installed(home: Path):
+    exe = Path(sys.executable).with_name("flywheel")
+    proc = subprocess.run([str(exe), "--home", str(home), "models", "list"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "champion" in proc.stdout
