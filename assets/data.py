@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from assets.partitions import daily_partitions, partition_days
-from pipeline.lifecycle import build_features_day, ingest_day, preview
+from pipeline.lifecycle import build_features_day, ingest_day, keep_unassigned, preview
 from resources import FlywheelStorage, TaskSource
 
 # cleaned_features[D] reads raw_data[D] and, for lagged rates, up to this many earlier days.
@@ -56,6 +56,9 @@ def raw_data(
     """The source's rows of each day, unchanged, as Parquet."""
     source, store = task.source(), storage.partitions("raw_data")
     context.log.info(f"reading {source.describe()}")
+    unassigned = keep_unassigned(source, store)  # rows of no day: kept, and warned about
+    if unassigned["rows"]:
+        context.log.warning(f"{unassigned['rows']} row(s) have no usable timestamp: {unassigned}")
     for r in _run_days(context, lambda day: ingest_day(source, store, day), "raw_data"):
         context.add_asset_metadata(
             {

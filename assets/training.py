@@ -3,10 +3,13 @@
 import datetime as dt
 from typing import Any
 
+import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from assets.checks import verdict_store
 from assets.data import cleaned_features
+from assets.feedback import feedback_examples_path, user_feedback
 from pipeline.lifecycle import evaluate_version, train_version
 from pipeline.training import TrainParams
 from resources import FlywheelStorage, TaskSource
@@ -25,6 +28,10 @@ class TrainingConfig(Config):
         default=_DEFAULTS.hidden_sizes, description="Widths of the MLP's hidden layers."
     )
     dropout: float = Field(default=_DEFAULTS.dropout, description="Dropout after each layer.")
+    members: int = Field(
+        default=_DEFAULTS.members,
+        description="Independent wide-and-deep members averaged in the one network.",
+    )
     patience: int = Field(
         default=_DEFAULTS.patience, description="Epochs without val_loss gain before stopping."
     )
@@ -46,14 +53,23 @@ class TrainingConfig(Config):
         default="",
         description="Last holdout day (YYYY-MM-DD); empty: the newest cleaned_features day.",
     )
+    feedback_weight: float = Field(
+        default=1.0,
+        description="How many window rows each user_feedback example counts as; 0: ignore them.",
+    )
+    min_train_days: int = Field(
+        default=1,
+        description="Fewest training days left after leaving out days whose latest blocking"
+        " data check failed; fewer fails the run and the champion stays.",
+    )
 
     def params(self) -> TrainParams:
-        values = self.model_dump(exclude={"end_date"})
+        values = self.model_dump(exclude={"end_date", "feedback_weight", "min_train_days"})
         return TrainParams(**values)
 
 
 @asset(
-    deps=[cleaned_features],
+    deps=[cleaned_features, user_feedback],
     group_name="training",
     kinds={"pytorch", "lightning"},
     io_manager_key="json_io_manager",
@@ -66,6 +82,7 @@ def trained_model(
 ) -> Output[dict[str, Any]]:
     """A challenger trained on the days before the holdout, saved as a model version."""
     end = dt.date.fromisoformat(config.end_date) if config.end_date else None
+    examples = feedback_examples_path(storage)
 
     def on_epoch(row: dict[str, float]) -> None:
         context.log.info(f"epoch {row['epoch']}: val_loss {row['val_loss']:.4f}")
@@ -78,6 +95,11 @@ def trained_model(
         storage.scratch(context.run_id),
         end=end,
         on_epoch=on_epoch,
+        raw=storage.partitions("raw_data"),
+        extra=pd.read_parquet(examples) if examples.is_file() else None,
+        extra_weight=config.feedback_weight,
+        left_out=verdict_store(storage).left_out(storage.partitions("cleaned_features").days()),
+        min_train_days=config.min_train_days,
     )
     window = result["window"]
     return Output(
@@ -88,8 +110,10 @@ def trained_model(
             "train_window": f"{window['train_start']}..{window['train_end']}",
             "holdout_window": f"{window['holdout_start']}..{window['holdout_end']}",
             "train_days_missing": MetadataValue.json(result["train_days_missing"]),
+            "days_left_out": MetadataValue.json(result["days_left_out"]),
             "dagster/row_count": result["rows"],
             "val_rows": result["val_rows"],
+            "feedback_rows": result["feedback_rows"],
             "epochs_run": result["epochs_run"],
             "best_val_loss": result["best_val_loss"],
             "threshold": result["threshold"],
@@ -135,6 +159,7 @@ def evaluation_report(
             "log_loss": ch["log_loss"],
             "f1": ch["f1"],
             "dagster/row_count": report["rows"],
+            "days_left_out": MetadataValue.json(report["days_left_out"]),
             "metrics": MetadataValue.md(_metrics_table(report)),
             "confusion_matrix": MetadataValue.json(ch["confusion_matrix"]),
             "report_path": MetadataValue.path(report["report_path"]),

@@ -54,6 +54,10 @@ def compute_labels(frame: pd.DataFrame, spec: TaskSpec) -> tuple[pd.Series, pd.S
     else:
         positives = {str(v) for v in rule.positive_values or ()}
         label = raw.astype(str).isin(positives).astype("float64")
+        allowed = dict(spec.checks).get(rule.column)
+        if allowed is not None and allowed.allowed is not None:  # else any value is a negative
+            unknown = ~raw.astype(str).isin({str(v) for v in allowed.allowed}) & ~missing
+            reason[unknown] = f"label: {rule.column!r} is not one of the allowed values"
     if rule.missing_is_positive:
         label[missing] = 1.0
     else:
@@ -140,6 +144,9 @@ def clean_day(
         flag(values.isna() & raw[col].notna(), f"numeric: {col!r} is not a number")
         flag(np.isinf(values), f"numeric: {col!r} is infinite")
         out[col] = values
+    if spec.key and all(c in raw.columns for c in spec.key):
+        # A second row with the same key is a duplicate: kept in quarantine, never trained on.
+        flag(raw.duplicated(list(spec.key), keep="first"), f"duplicate: key {list(spec.key)}")
     for name, feature in zip(spec.calendar, spec.calendar_features, strict=True):
         part = {"hour": ts.dt.hour, "day_of_week": ts.dt.dayofweek, "month": ts.dt.month}[name]
         out[feature] = part.astype("Int64").astype(str).where(ts.notna(), None).astype(object)

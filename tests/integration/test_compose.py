@@ -10,7 +10,7 @@ import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
 
-from tests.postgres import Postgres, postgres_db  # noqa: F401  (fixture)
+from tests.postgres import Postgres
 from tests.servers import BIN, PROJECT_DIR, DagsterStack, free_port, wait_until
 
 COMPOSE = yaml.safe_load((PROJECT_DIR / "docker-compose.yml").read_text())

@@ -69,7 +69,8 @@ def test_promote_and_rollback(registry: ModelRegistry):
     assert registry.champion() == a
     registry.rollback(c)
     assert registry.champion() == c
-    assert [h["action"] for h in registry.history()] == ["promote", "promote", "rollback", "rollback"]
+    actions = [h["action"] for h in registry.history()]
+    assert actions == ["promote", "promote", "rollback", "rollback"]
     assert registry.versions() == [a, b, c]  # nothing deleted
 
 

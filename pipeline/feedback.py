@@ -1,0 +1,449 @@
+"""The feedback store: every served prediction, and what really happened, in a real database.
+
+SQLAlchemy Core over any URL: a SQLite file under ``FLYWHEEL_HOME`` by default (WAL mode, so the
+serving app writes while Dagster reads), or PostgreSQL for several machines. Two tables:
+
+* ``predictions``: id, model version, time, the input record (JSON), score, threshold, decision;
+* ``feedback``: an increasing id, the prediction's id, label 0 or 1, source, time. The pair
+  (prediction id, source) is unique, so the same feedback sent twice is stored once.
+
+The schema is created or upgraded explicitly (:meth:`FeedbackStore.upgrade`); every query is
+parameterized. Feedback ids are handed out in commit order (SQLite has one writer; on
+PostgreSQL an insert locks the table for its short transaction), so a reader that has seen id
+N never later meets a new row below N: the feedback sensor's cursor relies on this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline.cleaning import QUARANTINE_REASON, clean_day, parse_timestamps
+from pipeline.storage import PartitionStore
+from pipeline.task import LABEL_COLUMN, TaskSpec
+
+SCHEMA_VERSION = 1
+MAX_SOURCE_LENGTH = 100
+FEEDBACK_COLUMNS = ("prediction_id", "label", "source")
+
+metadata = sa.MetaData()
+schema_info = sa.Table(
+    "flywheel_schema",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("upgraded_at", sa.DateTime(timezone=True), nullable=False),
+)
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("decision", sa.SmallInteger, nullable=False),
+)
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prediction_id", sa.String(32), sa.ForeignKey("predictions.id"), nullable=False),
+    sa.Column("label", sa.SmallInteger, nullable=False),
+    sa.Column("source", sa.String(MAX_SOURCE_LENGTH), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("prediction_id", "source", name="uq_feedback_prediction_source"),
+    sa.CheckConstraint("label IN (0, 1)", name="ck_feedback_label"),
+)
+sa.Index("ix_feedback_created_at", feedback.c.created_at)
+
+
+class FeedbackError(ValueError):
+    """Feedback that cannot be stored; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class UnknownPrediction(FeedbackError):
+    """Feedback for a prediction id that the store has never logged."""
+
+
+class ConflictingFeedback(FeedbackError):
+    """The same source already gave a different label for this prediction."""
+
+
+class SchemaError(RuntimeError):
+    """The database's schema is missing or newer than this code; the message says which."""
+
+
+@dataclass(frozen=True)
+class StoredFeedback:
+    id: int
+    prediction_id: str
+    label: int
+    source: str
+    created: bool  # False: the same feedback was already stored
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    """What arrived after a cursor: how many rows, the newest id, the oldest row's time."""
+
+    count: int
+    newest_id: int | None
+    oldest_at: dt.datetime | None
+
+
+def sqlite_url(home: str | Path) -> str:
+    """The default store: ``<home>/feedback.sqlite``."""
+    return f"sqlite:///{Path(home).expanduser().resolve() / 'feedback.sqlite'}"
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands back naive datetimes; they were written as UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get WAL, a busy timeout and their folder created."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
+
+
+def validate_feedback(item: Any) -> tuple[str, int, str]:
+    """``(prediction_id, label, source)`` from a mapping, or FeedbackError naming the field."""
+    if not isinstance(item, dict):
+        raise FeedbackError("body", "feedback must be an object")
+    pid = item.get("prediction_id")
+    if pid is None or (isinstance(pid, float) and math.isnan(pid)) or pid == "":
+        raise FeedbackError("prediction_id", "field required")
+    if not isinstance(pid, str) or len(pid) > 32:
+        raise FeedbackError("prediction_id", "must be a prediction id string")
+    label = item.get("label")
+    if isinstance(label, float) and label in (0.0, 1.0):
+        label = int(label)
+    if isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1):
+        raise FeedbackError("label", "must be 0 or 1")
+    source = item.get("source", "api")
+    if source is None or (isinstance(source, float) and math.isnan(source)):
+        source = "api"
+    if not isinstance(source, str) or not source or len(source) > MAX_SOURCE_LENGTH:
+        raise FeedbackError("source", f"must be a non-empty string of at most {MAX_SOURCE_LENGTH}")
+    return pid, label, source
+
+
+class FeedbackStore:
+    """Predictions and feedback in one database, reached through ``url``."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"FeedbackStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -----------------------------------------------------------------------------
+    def schema_version(self) -> int | None:
+        """The schema's version, or None for a database without Flywheel's tables."""
+        if not sa.inspect(self.engine).has_table(schema_info.name):
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
+
+    def upgrade(self) -> int:
+        """Creates the tables, or upgrades them to ``SCHEMA_VERSION``; safe to call again."""
+        current = self.schema_version()
+        if current is not None and current > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self!r} has schema version {current}; this Flywheel knows {SCHEMA_VERSION}"
+            )
+        if current == SCHEMA_VERSION:
+            return current
+        # Version 1 is the first schema; later versions add their steps here, in order.
+        metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:
+            conn.execute(schema_info.insert().values(version=SCHEMA_VERSION, upgraded_at=_now()))
+        return SCHEMA_VERSION
+
+    def require_schema(self) -> None:
+        current = self.schema_version()
+        if current != SCHEMA_VERSION:
+            found = "no Flywheel tables" if current is None else f"schema version {current}"
+            raise SchemaError(
+                f"{self!r} has {found}; run the upgrade first (`flywheel feedback upgrade`,"
+                " or start `flywheel serve`, which upgrades)"
+            )
+
+    # -- writes -----------------------------------------------------------------------------
+    def log_predictions(
+        self,
+        model_version: str,
+        records: Sequence[dict[str, Any]],
+        scores: Sequence[float],
+        threshold: float,
+    ) -> list[str]:
+        """Stores one row per prediction and returns their new ids."""
+        now = _now()
+        ids = [uuid.uuid4().hex for _ in records]
+        rows = [
+            {
+                "id": pid,
+                "model_version": model_version,
+                "created_at": now,
+                "record": json.dumps(rec, default=str, allow_nan=True),
+                "score": float(score),
+                "threshold": float(threshold),
+                "decision": int(score >= threshold),
+            }
+            for pid, rec, score in zip(ids, records, scores, strict=True)
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(predictions.insert(), rows)
+        return ids
+
+    def _insert_ignoring_duplicates(self, row: dict[str, Any]) -> sa.Executable:
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            raise SchemaError(f"feedback store: the {self.dialect} dialect is not supported")
+        return insert(feedback).values(**row).on_conflict_do_nothing()
+
+    def add_feedback(self, prediction_id: str, label: int, source: str = "api") -> StoredFeedback:
+        """Stores one piece of feedback; sending it again returns the stored row unchanged.
+
+        Raises:
+            UnknownPrediction: no prediction has this id.
+            ConflictingFeedback: this source already gave the other label.
+        """
+        pid, label, source = validate_feedback(
+            {"prediction_id": prediction_id, "label": label, "source": source}
+        )
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Ids are then committed in the order they are handed out (see module doc).
+                conn.execute(sa.text("LOCK TABLE feedback IN EXCLUSIVE MODE"))
+            known = conn.execute(sa.select(predictions.c.id).where(predictions.c.id == pid)).first()
+            if known is None:
+                raise UnknownPrediction("prediction_id", f"no prediction has id {pid!r}")
+            row = {"prediction_id": pid, "label": label, "source": source, "created_at": _now()}
+            result = conn.execute(self._insert_ignoring_duplicates(row))
+            created = result.rowcount == 1
+            stored = conn.execute(
+                sa.select(feedback.c.id, feedback.c.label).where(
+                    feedback.c.prediction_id == pid, feedback.c.source == source
+                )
+            ).one()
+        if stored.label != label:
+            raise ConflictingFeedback(
+                "label",
+                f"source {source!r} already reported label {stored.label} for prediction {pid}",
+            )
+        return StoredFeedback(stored.id, pid, label, source, created)
+
+    def import_feedback(self, rows: Iterable[dict[str, Any]]) -> tuple[int, int, list[dict]]:
+        """Stores many rows with the same validation as the API.
+
+        Returns:
+            (accepted, duplicates, rejected): rejected rows carry a ``reason``.
+        """
+        accepted = duplicates = 0
+        rejected = []
+        for row in rows:
+            try:
+                pid, label, source = validate_feedback(row)
+                stored = self.add_feedback(pid, label, source)
+            except FeedbackError as err:
+                rejected.append({**row, "reason": str(err)})
+                continue
+            accepted += stored.created
+            duplicates += not stored.created
+        return accepted, duplicates, rejected
+
+    # -- reads ------------------------------------------------------------------------------
+    def prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(predictions).where(predictions.c.id == prediction_id)
+            ).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        out["record"] = json.loads(out["record"])
+        out["created_at"] = _utc(out["created_at"])
+        return out
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            n_pred = conn.execute(sa.select(sa.func.count()).select_from(predictions)).scalar()
+            n_fb = conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar()
+        return {"predictions": int(n_pred or 0), "feedback": int(n_fb or 0)}
+
+    def newest_feedback_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(feedback.c.id))).scalar() or 0)
+
+    def summary_after(self, after_id: int) -> FeedbackSummary:
+        """The feedback rows with an id above ``after_id``: count, newest id, oldest time."""
+        query = sa.select(
+            sa.func.count(), sa.func.max(feedback.c.id), sa.func.min(feedback.c.created_at)
+        ).where(feedback.c.id > after_id)
+        with self.engine.connect() as conn:
+            count, newest, oldest = conn.execute(query).one()
+        return FeedbackSummary(int(count or 0), newest, _utc(oldest))
+
+    def labelled_examples(self, upto_id: int | None = None) -> pd.DataFrame:
+        """Feedback joined to its prediction's input record, one row per prediction.
+
+        Where several sources labelled one prediction, the newest feedback wins. Columns: the
+        record's fields, then ``feedback_id``, ``feedback_label``, ``feedback_source``,
+        ``prediction_id``, ``model_version``.
+        """
+        query = (
+            sa.select(
+                feedback.c.id,
+                feedback.c.label,
+                feedback.c.source,
+                predictions.c.id.label("prediction_id"),
+                predictions.c.model_version,
+                predictions.c.record,
+            )
+            .join(predictions, feedback.c.prediction_id == predictions.c.id)
+            .order_by(feedback.c.id)
+        )
+        if upto_id is not None:
+            query = query.where(feedback.c.id <= upto_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        latest = {row.prediction_id: row for row in rows}  # ordered by id: the newest wins
+        records = [
+            {
+                **json.loads(row.record),
+                "feedback_id": row.id,
+                "feedback_label": row.label,
+                "feedback_source": row.source,
+                "prediction_id": row.prediction_id,
+                "model_version": row.model_version,
+            }
+            for row in sorted(latest.values(), key=lambda r: r.id)
+        ]
+        return pd.DataFrame.from_records(records)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def read_feedback_file(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file of feedback rows (prediction_id, label, source)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype={"prediction_id": str, "source": str})
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise FeedbackError("file", f"{path} is neither .csv nor .parquet")
+
+
+FEEDBACK_META = ("feedback_id", "feedback_source", "prediction_id", "model_version")
+
+
+@dataclass
+class FeedbackExamples:
+    """Feedback turned into training rows: cleaned like ``cleaned_features``, plus metadata."""
+
+    features: pd.DataFrame  # the cleaned columns, then FEEDBACK_META
+    quarantine: pd.DataFrame  # the raw examples that failed cleaning, with their reason
+
+    @property
+    def newest_feedback_id(self) -> int | None:
+        ids = [*self.features["feedback_id"], *self.quarantine.get("feedback_id", [])]
+        return int(max(ids)) if ids else None
+
+
+def _label_values(spec: TaskSpec, labels: pd.Series) -> pd.Series:
+    """Raw label-column values that the task's label rule maps to ``labels`` (0 or 1)."""
+    rule = spec.label
+    if rule.greater_than is not None:
+        return labels.map({1: rule.greater_than + 1.0, 0: rule.greater_than}).astype("float64")
+    positives = [str(v) for v in rule.positive_values or ()]
+    # Where the task's checks list the label's allowed values, a negative must be one of them.
+    allowed = dict(getattr(spec, "checks", ())).get(rule.column)
+    choices = [v for v in (getattr(allowed, "allowed", None) or ()) if str(v) not in positives]
+    negative = choices[0] if choices else "__flywheel_negative__"
+    return labels.map({1: rule.positive_values[0], 0: negative}).astype(object)
+
+
+def clean_feedback(spec: TaskSpec, examples: pd.DataFrame, raw: PartitionStore) -> FeedbackExamples:
+    """Cleans labelled examples (see :meth:`FeedbackStore.labelled_examples`) with
+    :func:`pipeline.cleaning.clean_day`, day by day, with the raw days before each as history
+    for the lagged rates, exactly as ``cleaned_features`` does; the feedback gives the label."""
+    meta = [*FEEDBACK_META, "feedback_label"]
+    columns = [c for c in spec.raw_columns if c != spec.label.column]
+    empty = pd.DataFrame(columns=[spec.timestamp, LABEL_COLUMN, *meta])
+    if examples.empty:
+        return FeedbackExamples(empty, pd.DataFrame(columns=[*columns, QUARANTINE_REASON]))
+    frame = examples.reset_index(drop=True).copy()
+    for col in columns:
+        if col not in frame.columns:
+            frame[col] = None
+    frame[spec.label.column] = _label_values(spec, frame["feedback_label"])
+    ts = parse_timestamps(frame[spec.timestamp])
+    bad_ts = frame[ts.isna()].assign(
+        **{QUARANTINE_REASON: f"timestamp: {spec.timestamp!r} does not parse"}
+    )
+    cleaned, quarantined = [], [bad_ts] if len(bad_ts) else []
+    for day, rows in frame[ts.notna()].groupby(ts[ts.notna()].dt.date):
+        lag_days = [day - dt.timedelta(days=k) for k in range(spec.max_lag_days, 0, -1)]
+        history, _ = raw.read_many(lag_days)
+        # clean_day keeps row order and carries every raw column (the metadata too) into its
+        # quarantine, so the kept rows line up with its features.
+        result = clean_day(rows, day, spec, history if len(history) else None)
+        failed = set(result.quarantine["feedback_id"]) if len(result.quarantine) else set()
+        kept = rows[~rows["feedback_id"].isin(failed)]
+        features = result.features
+        for col in FEEDBACK_META:
+            features[col] = kept[col].to_numpy()
+        if not (features[LABEL_COLUMN].to_numpy() == kept["feedback_label"].to_numpy()).all():
+            raise RuntimeError(f"feedback labels of {day} did not survive cleaning")
+        cleaned.append(features)
+        if len(result.quarantine):
+            quarantined.append(result.quarantine)
+    features = pd.concat(cleaned, ignore_index=True) if cleaned else empty
+    quarantine = pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame()
+    quarantine = quarantine.drop(columns=[spec.label.column], errors="ignore")
+    return FeedbackExamples(features.sort_values("feedback_id", ignore_index=True), quarantine)

@@ -1,0 +1,60 @@
+"""A backfill's rules, in one process: a bad day fails the run naming the day and the file while
+the good days are written, and rerunning the range after the fix completes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+from dagster import materialize
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from assets.data import cleaned_features, raw_data
+from tests.conftest import flywheel_resources
+
+DAYS = [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(4)]
+
+
+def fill(home: Path, task: Path, asset, first: dt.date, last: dt.date):
+    """One run of ``asset`` over first..last, as a single-run backfill does."""
+    return materialize(
+        [raw_data, cleaned_features],
+        selection=[asset.key],
+        resources=flywheel_resources(home, task),
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+        },
+        raise_on_error=False,
+    )
+
+
+def test_bad_day_fails_named_good_days_done_rerun_completes(churn_task: Path, flywheel_env: Path):
+    assert fill(flywheel_env, churn_task, raw_data, DAYS[0], DAYS[-1]).success
+    bad = flywheel_env / "raw_data" / f"{DAYS[2]}.parquet"
+    good_bytes = bad.read_bytes()
+    bad.write_bytes(good_bytes[: len(good_bytes) // 2])  # a truncated file
+
+    result = fill(flywheel_env, churn_task, cleaned_features, DAYS[0], DAYS[-1])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.to_string()
+    # The bad day, and the day after it (whose lagged rates read it), each named with the file.
+    assert f"cleaned_features failed for 2 of 4 day(s): {DAYS[2]}: " in message
+    assert f"{DAYS[2]}: partition {DAYS[2]}: cannot read {bad}" in message
+    assert f"{DAYS[3]}: partition {DAYS[3]}: cannot read its raw_data history" in message
+    features = flywheel_env / "cleaned_features"
+    done = sorted(p.name for p in features.glob("????-??-??.parquet"))
+    assert done == [f"{d}.parquet" for d in DAYS[:2]]
+
+    bad.write_bytes(good_bytes)  # the fix
+    before = {d: pd.read_parquet(features / f"{d}.parquet") for d in DAYS[:2]}
+    rerun = fill(flywheel_env, churn_task, cleaned_features, DAYS[0], DAYS[-1])
+    assert rerun.success
+    assert len(list(features.glob("????-??-??.parquet"))) == 4
+    for day, frame in before.items():  # the rerun rewrote the good days with the same rows
+        pd.testing.assert_frame_equal(pd.read_parquet(features / f"{day}.parquet"), frame)

@@ -1,0 +1,38 @@
+"""Smoke runs of the benchmarks: each runs with ``--quick`` and prints its table (no timings)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE_HEADER = ("measure", "A", "B", "ratio", "goal", "met")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["training_overhead.py", "model_quality.py"])
+def test_benchmark_quick_run_prints_its_table(script: str, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / script),
+            "--quick",
+            "--results-dir",
+            str(results),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = proc.stdout.strip().splitlines()
+    header = next((line for line in lines if line.startswith("measure")), None)
+    assert header is not None, proc.stdout[-4000:]
+    assert header.split() == list(TABLE_HEADER)
+    assert lines[-1].split()[-1] in {"yes", "no"}
+    assert len(list(results.glob("*.json"))) == 1

@@ -1,0 +1,31 @@
+"""Smoke runs of the serving and feedback-latency benchmarks: each runs with ``--quick`` and
+prints its table (no timing is asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE_HEADER = ["measure", "A", "B", "ratio", "goal", "met"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["serving.py", "feedback_latency.py"])
+def test_quick_run_prints_its_table(script: str, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--results-dir",
+         str(results)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    lines = proc.stdout.strip().splitlines()
+    header = next((line for line in lines if line.startswith("measure")), None)
+    assert header is not None, proc.stdout[-4000:]
+    assert header.split() == TABLE_HEADER
+    assert lines[-1].split()[-1] in {"yes", "no"}
+    assert len(list(results.glob("*.json"))) == 1

@@ -1,0 +1,121 @@
+"""The feedback store on SQLite and on a real PostgreSQL, its import command, and the cleaning
+of feedback into training examples."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from pipeline import cli
+from pipeline.feedback import (
+    SCHEMA_VERSION,
+    ConflictingFeedback,
+    FeedbackError,
+    FeedbackStore,
+    SchemaError,
+    UnknownPrediction,
+    sqlite_url,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path / "home")
+    else:
+        url = request.getfixturevalue("postgres_db").url  # a real server, a database of its own
+    store = FeedbackStore(url)
+    yield store
+    store.close()
+
+
+def test_schema_is_explicit_and_upgrade_is_idempotent(store):
+    assert store.schema_version() is None
+    with pytest.raises(SchemaError, match="upgrade"):
+        store.require_schema()
+    assert store.upgrade() == SCHEMA_VERSION
+    assert store.upgrade() == SCHEMA_VERSION
+    store.require_schema()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE flywheel_schema SET version = 99"))
+    with pytest.raises(SchemaError, match="99"):
+        store.upgrade()
+
+
+def test_feedback_rules(store):
+    store.upgrade()
+    ids = store.log_predictions("v1", [{"a": 1}, {"a": 2}, {"a": 3}], [0.9, 0.2, 0.6], 0.5)
+    assert [store.prediction(i)["decision"] for i in ids] == [1, 0, 1]
+    first = store.add_feedback(ids[0], 1, "app")
+    again = store.add_feedback(ids[0], 1, "app")
+    assert first.created and not again.created and first.id == again.id
+    with pytest.raises(ConflictingFeedback):
+        store.add_feedback(ids[0], 0, "app")
+    second_source = store.add_feedback(ids[0], 0, "audit")  # another source may disagree
+    with pytest.raises(UnknownPrediction):
+        store.add_feedback("f" * 32, 1, "app")
+    with pytest.raises(FeedbackError, match="label"):
+        store.add_feedback(ids[1], 3, "app")
+    store.add_feedback(ids[1], 0, "app")
+    assert store.counts() == {"predictions": 3, "feedback": 3}
+    summary = store.summary_after(first.id)
+    assert (summary.count, summary.newest_id) == (2, store.newest_feedback_id())
+    examples = store.labelled_examples()
+    # One row per prediction; the newest feedback wins.
+    assert examples["prediction_id"].tolist() == [ids[0], ids[1]]
+    assert examples["feedback_label"].tolist() == [0, 0]
+    assert examples["feedback_id"].tolist()[0] == second_source.id
+    assert store.labelled_examples(upto_id=first.id)["feedback_label"].tolist() == [1]
+
+
+def test_concurrent_writers_get_increasing_ids(store):
+    store.upgrade()
+    ids = store.log_predictions("v1", [{"i": i} for i in range(200)], [0.5] * 200, 0.5)
+    errors = []
+
+    def post(part):
+        try:
+            for pid in part:
+                store.add_feedback(pid, 1, "load")
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=post, args=(ids[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    got = store.labelled_examples()["feedback_id"].tolist()
+    assert sorted(got) == list(range(min(got), min(got) + 200))
+
+
+def test_feedback_import_command(tmp_path, capsys):
+    home = tmp_path / "home"
+    store = FeedbackStore(sqlite_url(home))
+    store.upgrade()
+    ids = store.log_predictions("v1", [{"a": 1}, {"a": 2}], [0.9, 0.2], 0.5)
+    store.add_feedback(ids[0], 1, "csv")
+    file = tmp_path / "labels.csv"
+    pd.DataFrame(
+        {
+            "prediction_id": [ids[0], ids[1], "missing", ids[1], None],
+            "label": [1, 0, 1, 7, 1],
+            "source": ["csv", "csv", "csv", "other", "csv"],
+        }
+    ).to_csv(file, index=False)
+    code = cli.main(["--home", str(home), "feedback", "import", str(file)])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "accepted 1, already stored 1, rejected 3" in out
+    rejected = pd.read_csv(tmp_path / "labels.rejected.csv")
+    assert rejected["reason"].tolist() == [
+        "prediction_id: no prediction has id 'missing'",
+        "label: must be 0 or 1",
+        "prediction_id: field required",
+    ]
+    assert store.counts()["feedback"] == 2
+    store.close()
