@@ -15,6 +15,7 @@ from dagster import (
 
 from assets.partitions import daily_partitions, partition_days
 from pipeline.lifecycle import build_features_day, ingest_day, keep_unassigned, preview
+from pipeline.storage import CachedReader
 from resources import FlywheelStorage, TaskSource
 
 # cleaned_features[D] reads raw_data[D] and, for lagged rates, up to this many earlier days.
@@ -96,7 +97,8 @@ def cleaned_features(
     raw, store = storage.partitions("raw_data"), storage.partitions("cleaned_features")
     if spec.max_lag_days > HISTORY_DAYS:
         raise Failure(f"lagged rates over {spec.max_lag_days} days: at most {HISTORY_DAYS}")
-    step = lambda day: build_features_day(spec, raw, store, day)  # noqa: E731
+    reader = CachedReader(raw, spec.max_lag_days)  # each raw day read once in this run
+    step = lambda day: build_features_day(spec, raw, store, day, reader)  # noqa: E731
     for r in _run_days(context, step, "cleaned_features"):
         context.add_asset_metadata(
             {

@@ -67,7 +67,7 @@ PIPELINE_ONLY = """
 import datetime as dt, sys
 from pipeline.lifecycle import build_features_day, ingest_day
 from pipeline.sources import make_source
-from pipeline.storage import PartitionStore
+from pipeline.storage import CachedReader, PartitionStore
 from pipeline.task import load_task
 
 home, first, n = sys.argv[1], dt.date.fromisoformat(sys.argv[2]), int(sys.argv[3])
@@ -77,8 +77,9 @@ source = make_source(spec)
 raw, features = PartitionStore(f"{home}/raw_data"), PartitionStore(f"{home}/cleaned_features")
 for day in days:
     ingest_day(source, raw, day)
+reader = CachedReader(raw, spec.max_lag_days)  # as the cleaned_features asset does
 for day in days:
-    build_features_day(spec, raw, features, day)
+    build_features_day(spec, raw, features, day, reader)
 """
 
 

@@ -77,8 +77,28 @@ def _numeric(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").astype("float64")
 
 
+@dataclass
+class LabelledHistory:
+    """Raw rows of earlier days with their parsed timestamps and usable labels, computed once
+    per day and shared by every lagged-rate rule."""
+
+    rows: pd.DataFrame
+    timestamps: pd.Series
+    labels: pd.Series
+    usable: pd.Series
+
+    @classmethod
+    def of(cls, history: pd.DataFrame, spec: TaskSpec) -> LabelledHistory:
+        label, reason = compute_labels(history, spec)
+        ts = parse_timestamps(history[spec.timestamp])
+        return cls(history, ts, label, reason == "")
+
+
 def lagged_rates(
-    day: dt.date, history: pd.DataFrame, spec: TaskSpec, rule: LaggedRate
+    day: dt.date,
+    history: pd.DataFrame | LabelledHistory,
+    spec: TaskSpec,
+    rule: LaggedRate,
 ) -> pd.DataFrame:
     """Share of positive labels per group over the ``rule.days`` days strictly before ``day``.
 
@@ -86,16 +106,15 @@ def lagged_rates(
     Rows of ``history`` outside that window, or with an unusable label, are not counted.
     """
     name = rule.feature_name
-    if history.empty:
+    if not len(history.rows if isinstance(history, LabelledHistory) else history):
         return pd.DataFrame(columns=[*rule.by, name])
-    ts = parse_timestamps(history[spec.timestamp])
+    if not isinstance(history, LabelledHistory):
+        history = LabelledHistory.of(history, spec)
     start = pd.Timestamp(day - dt.timedelta(days=rule.days), tz="UTC")
     end = pd.Timestamp(day, tz="UTC")
-    in_window = (ts >= start) & (ts < end)
-    label, reason = compute_labels(history, spec)
-    usable = in_window & (reason == "")
-    frame = history.loc[usable, list(rule.by)].astype(str)
-    frame[name] = label[usable].to_numpy()
+    usable = history.usable & (history.timestamps >= start) & (history.timestamps < end)
+    frame = history.rows.loc[usable, list(rule.by)].astype(str)
+    frame[name] = history.labels[usable].to_numpy()
     return frame.groupby(list(rule.by), as_index=False)[name].mean()
 
 
@@ -119,10 +138,14 @@ def clean_day(
         raw = pd.DataFrame({c: pd.Series(dtype=object) for c in spec.raw_columns})
     _require_columns(raw, spec, day, "the raw data")
     raw = raw.reset_index(drop=True)
-    reason = pd.Series("", index=raw.index, dtype=object)
+    # A row's first problem is its reason; plain arrays, as this runs for every column.
+    reason = np.full(len(raw), "", dtype=object)
+    clean = np.ones(len(raw), dtype=bool)
 
-    def flag(mask: pd.Series, why: str) -> None:
-        reason[mask & (reason == "")] = why
+    def flag(mask: pd.Series | np.ndarray, why: str | np.ndarray) -> None:
+        hit = np.asarray(mask, dtype=bool) & clean
+        reason[hit] = why[hit] if isinstance(why, np.ndarray) else why
+        clean[hit] = False
 
     ts = parse_timestamps(raw[spec.timestamp])
     flag(ts.isna(), f"timestamp: {spec.timestamp!r} does not parse")
@@ -132,10 +155,9 @@ def clean_day(
         f"timestamp: {spec.timestamp!r} is not on {day}",
     )
     label, label_reason = compute_labels(raw, spec)
-    first = (label_reason != "") & (reason == "")
-    reason[first] = label_reason[first]
+    flag(label_reason != "", label_reason.to_numpy(dtype=object))
 
-    out = pd.DataFrame({spec.timestamp: ts, LABEL_COLUMN: label})
+    out: dict[str, pd.Series | np.ndarray] = {spec.timestamp: ts, LABEL_COLUMN: label}
     for col in spec.categorical:
         values = raw[col]
         out[col] = values.where(values.isna(), values.astype(str)).astype(object)
@@ -148,21 +170,23 @@ def clean_day(
         # A second row with the same key is a duplicate: kept in quarantine, never trained on.
         flag(raw.duplicated(list(spec.key), keep="first"), f"duplicate: key {list(spec.key)}")
     for name, feature in zip(spec.calendar, spec.calendar_features, strict=True):
-        part = {"hour": ts.dt.hour, "day_of_week": ts.dt.dayofweek, "month": ts.dt.month}[name]
+        part = getattr(ts.dt, {"hour": "hour", "day_of_week": "dayofweek", "month": "month"}[name])
         out[feature] = part.astype("Int64").astype(str).where(ts.notna(), None).astype(object)
 
     hist = history if history is not None else raw.iloc[0:0]
     if spec.lagged_rates and not hist.empty:
         _require_columns(hist, spec, day, "the history for lagged rates")
+    labelled = LabelledHistory.of(hist, spec) if spec.lagged_rates and len(hist) else hist
     for rule in spec.lagged_rates:
-        rates = lagged_rates(day, hist, spec, rule)
+        rates = lagged_rates(day, labelled, spec, rule).set_index(list(rule.by))
         keys = raw[list(rule.by)].astype(str)
-        merged = keys.merge(rates, on=list(rule.by), how="left")
-        out[rule.feature_name] = merged[rule.feature_name].to_numpy(dtype="float64")
+        index = keys.iloc[:, 0] if len(rule.by) == 1 else pd.MultiIndex.from_frame(keys)
+        found = rates[rule.feature_name].reindex(index)  # NaN for a group without history
+        out[rule.feature_name] = found.to_numpy(dtype="float64")
 
-    bad = reason != ""
+    bad = ~clean
     quarantine = raw.loc[bad].copy()
     quarantine[QUARANTINE_REASON] = reason[bad]
-    features = out.loc[~bad].reset_index(drop=True)
+    features = pd.DataFrame(out, index=raw.index).loc[clean].reset_index(drop=True)
     features[LABEL_COLUMN] = features[LABEL_COLUMN].astype("int8")
     return CleanResult(features=features, quarantine=quarantine.reset_index(drop=True))

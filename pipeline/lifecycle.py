@@ -18,7 +18,7 @@ from pipeline.cleaning import clean_day
 from pipeline.registry import ModelRegistry, ModelVersionError
 from pipeline.serving import serving_document
 from pipeline.sources import Source
-from pipeline.storage import PartitionStore, write_parquet_atomic
+from pipeline.storage import CachedReader, PartitionStore, write_parquet_atomic
 from pipeline.task import LABEL_COLUMN, TaskSpec
 from pipeline.training import TrainingError, TrainParams, predict_frame, train_model
 
@@ -87,22 +87,30 @@ def keep_unassigned(source: Source, store: PartitionStore) -> dict[str, Any]:
 
 
 def build_features_day(
-    spec: TaskSpec, raw: PartitionStore, features: PartitionStore, day: dt.date
+    spec: TaskSpec,
+    raw: PartitionStore,
+    features: PartitionStore,
+    day: dt.date,
+    reader: CachedReader | None = None,
 ) -> dict[str, Any]:
-    """Cleans the day's raw rows, adds lagged rates from earlier days, replaces the partition."""
+    """Cleans the day's raw rows, adds lagged rates from earlier days, replaces the partition.
+
+    A run over many days passes one ``reader`` for all of them, so each raw day is read once.
+    """
+    reader = reader or CachedReader(raw, spec.max_lag_days)
     if not raw.exists(day):
         raise FileNotFoundError(
             f"partition {day}: raw_data has not been materialized ({raw.path(day)})"
         )
     try:
-        today = raw.read(day)
+        today = reader.read(day)
     except (OSError, ValueError) as err:  # e.g. a truncated file: say which one
         raise ValueError(f"partition {day}: cannot read {raw.path(day)}: {err}") from err
     lag_days = (
         days_ending(day - dt.timedelta(days=1), spec.max_lag_days) if spec.max_lag_days else []
     )
     try:
-        history, missing_history = raw.read_many(lag_days)
+        history, missing_history = reader.read_many(lag_days)
     except (OSError, ValueError) as err:
         raise ValueError(
             f"partition {day}: cannot read its raw_data history {lag_days[0]}..{lag_days[-1]}"

@@ -79,3 +79,38 @@ class PartitionStore:
         frames = [f for f in frames if len(f)]
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return frame, missing
+
+
+class CachedReader:
+    """Reads a store's partitions at most once per run.
+
+    ``cleaned_features`` of day D reads raw day D and the days before it, and day D+1 reads
+    most of them again; in a run over a range of days this keeps what the next days will
+    need and forgets days older than ``keep_days`` before the newest day read. Frames handed
+    out are shared: callers must not modify them.
+    """
+
+    def __init__(self, store: PartitionStore, keep_days: int):
+        self.store = store
+        self.keep_days = keep_days
+        self._frames: dict[dt.date, pd.DataFrame] = {}
+
+    def read(self, day: dt.date) -> pd.DataFrame:
+        if day not in self._frames:
+            self._frames[day] = self.store.read(day)
+            oldest = max(self._frames) - dt.timedelta(days=self.keep_days)
+            for old in [d for d in self._frames if d < oldest]:
+                del self._frames[old]
+        return self._frames[day]
+
+    def read_many(self, days: Iterable[dt.date]) -> tuple[pd.DataFrame, list[dt.date]]:
+        """As :meth:`PartitionStore.read_many`, through the cache."""
+        frames, missing = [], []
+        for day in days:
+            if self.store.exists(day):
+                frames.append(self.read(day))
+            else:
+                missing.append(day)
+        frames = [f for f in frames if len(f)]
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return frame, missing

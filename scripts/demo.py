@@ -37,7 +37,7 @@ def main() -> int:
     if missing:
         first, last = missing[0].isoformat(), missing[-1].isoformat()
         print(f"materializing raw_data and cleaned_features for {first}..{last} (one run)")
-        result = defs.get_job_def("data_job").execute_in_process(
+        result = defs.resolve_job_def("data_job").execute_in_process(
             instance=instance,
             tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
             run_config=quiet,
@@ -59,7 +59,7 @@ def main() -> int:
         decision = {"champion": champion, "promoted": False, "reason": "reused"}
     else:
         run_config = {**quiet, "ops": {"trained_model": {"config": {"end_date": end.isoformat()}}}}
-        result = defs.get_job_def("training_job").execute_in_process(
+        result = defs.resolve_job_def("training_job").execute_in_process(
             instance=instance, run_config=run_config, raise_on_error=False
         )
         if not result.success:

@@ -18,11 +18,11 @@ def test_definitions_load_and_resolve(flywheel_env: Path):
         "raw_data", "cleaned_features", "trained_model", "evaluation_report", "deployed_model"
     }  # fmt: skip
     for name in ("data_job", "training_job"):
-        defs.get_job_def(name)
+        defs.resolve_job_def(name)
     for schedule in repo.schedule_defs:
-        defs.get_schedule_def(schedule.name)
+        defs.resolve_schedule_def(schedule.name)
     for sensor in repo.sensor_defs:
-        defs.get_sensor_def(sensor.name)
+        defs.resolve_sensor_def(sensor.name)
 
 
 def test_every_asset_has_description_group_and_kinds():
