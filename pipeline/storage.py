@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -70,15 +70,7 @@ class PartitionStore:
 
     def read_many(self, days: Iterable[dt.date]) -> tuple[pd.DataFrame, list[dt.date]]:
         """The rows of every day that exists, and the days that do not."""
-        frames, missing = [], []
-        for day in days:
-            if self.exists(day):
-                frames.append(self.read(day))
-            else:
-                missing.append(day)
-        frames = [f for f in frames if len(f)]
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        return frame, missing
+        return _read_existing(self, days, self.read)
 
 
 class CachedReader:
@@ -105,12 +97,19 @@ class CachedReader:
 
     def read_many(self, days: Iterable[dt.date]) -> tuple[pd.DataFrame, list[dt.date]]:
         """As :meth:`PartitionStore.read_many`, through the cache."""
-        frames, missing = [], []
-        for day in days:
-            if self.store.exists(day):
-                frames.append(self.read(day))
-            else:
-                missing.append(day)
-        frames = [f for f in frames if len(f)]
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        return frame, missing
+        return _read_existing(self.store, days, self.read)
+
+
+def _read_existing(
+    store: PartitionStore, days: Iterable[dt.date], read: Callable[[dt.date], pd.DataFrame]
+) -> tuple[pd.DataFrame, list[dt.date]]:
+    """The rows of every day of ``store`` that exists (read with ``read``), and the others."""
+    frames, missing = [], []
+    for day in days:
+        if store.exists(day):
+            frames.append(read(day))
+        else:
+            missing.append(day)
+    frames = [f for f in frames if len(f)]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return frame, missing
