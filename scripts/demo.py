@@ -18,9 +18,8 @@ from dagster._core.storage.tags import (
 
 from definitions import FLYWHEEL_HOME, defs
 from pipeline.lifecycle import days_ending
-from pipeline.registry import ModelRegistry
-from pipeline.storage import PartitionStore
 from pipeline.training import TrainParams
+from resources import FlywheelStorage
 
 
 def main() -> int:
@@ -30,8 +29,8 @@ def main() -> int:
     days = days_ending(end, params.window_days + params.holdout_days)
     instance = DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    features = PartitionStore(f"{FLYWHEEL_HOME}/cleaned_features")
-    registry = ModelRegistry(f"{FLYWHEEL_HOME}/models")
+    storage = FlywheelStorage(home=FLYWHEEL_HOME)  # the layout the assets write
+    features, registry = storage.partitions("cleaned_features"), storage.registry()
 
     missing = [d for d in days if not features.exists(d)]
     if missing:

@@ -62,18 +62,24 @@ CHURN_TASK = {
 }
 
 
-@pytest.fixture
-def churn_task(tmp_path: Path) -> Path:
-    """A task file over a folder of the user's own Parquet files (one file per week)."""
-    data = tmp_path / "task" / "data"
+def write_churn_task(root: Path, **task_keys) -> Path:
+    """Three weeks of churn data as one Parquet file per week under ``root/task/data``, and a
+    task file over them (``CHURN_TASK`` with ``task_keys`` added); returns the task file."""
+    data = root / "task" / "data"
     data.mkdir(parents=True)
     frame = make_churn_frame(days=21)
     week = (frame["event_time"] - pd.Timestamp(CHURN_START, tz="UTC")).dt.days // 7
     for w, part in frame.groupby(week):
         part.to_parquet(data / f"week-{w}.parquet", index=False)
-    path = tmp_path / "task" / "churn.yaml"
-    path.write_text(yaml.safe_dump(CHURN_TASK))
+    path = root / "task" / "churn.yaml"
+    path.write_text(yaml.safe_dump({**CHURN_TASK, **task_keys}))
     return path
+
+
+@pytest.fixture
+def churn_task(tmp_path: Path) -> Path:
+    """A task file over a folder of the user's own Parquet files (one file per week)."""
+    return write_churn_task(tmp_path)
 
 
 @pytest.fixture

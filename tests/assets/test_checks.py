@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
 
 from assets.checks import cleaned_features_checks, raw_data_checks
@@ -25,7 +24,7 @@ from assets.training import evaluation_report, trained_model
 from pipeline.checks import UNASSIGNED_FILE
 from pipeline.registry import ModelRegistry
 from resources import FlywheelStorage, JsonIOManager, TaskSource
-from tests.conftest import CHURN_START, CHURN_TASK, make_churn_frame
+from tests.conftest import CHURN_START, make_churn_frame, write_churn_task
 
 DATA_ASSETS = [raw_data, cleaned_features, raw_data_checks, cleaned_features_checks]
 TRAIN_ASSETS = [trained_model, evaluation_report, deployed_model]
@@ -79,14 +78,7 @@ def _train_config(**extra):
 def seeded(tmp_path_factory) -> Path:
     """Three clean weeks of raw_data and cleaned_features, checked, and a champion."""
     root = tmp_path_factory.mktemp("seeded")
-    data = root / "task" / "data"
-    data.mkdir(parents=True)
-    frame = make_churn_frame(days=21)
-    week = (frame["event_time"] - pd.Timestamp(CHURN_START, tz="UTC")).dt.days // 7
-    for w, part in frame.groupby(week):
-        part.to_parquet(data / f"week-{w}.parquet", index=False)
-    task = root / "task" / "churn.yaml"
-    task.write_text(yaml.safe_dump({**CHURN_TASK, **RULES}))
+    task = write_churn_task(root, **RULES)
     all_days = [CHURN_START + dt.timedelta(days=i) for i in range(21)]
     assert _run(root / "home", task, DATA_ASSETS, all_days).success
     result = _run(root / "home", task, TRAIN_ASSETS, None, _train_config())
