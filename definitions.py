@@ -30,7 +30,7 @@ from dagster import (
 )
 
 from assets.automation import nightly_job, nightly_retrain
-from assets.checks import cleaned_features_checks, raw_data_checks
+from assets.checks import cleaned_features_expectations, raw_data_expectations
 from assets.data import cleaned_features, raw_data
 from assets.deployment import deployed_model
 from assets.feedback import build_feedback_sensor, feedback_job, user_feedback
@@ -78,7 +78,7 @@ defs = Definitions(
         evaluation_report,
         deployed_model,
     ],
-    asset_checks=[raw_data_checks, cleaned_features_checks],
+    asset_checks=[raw_data_expectations, cleaned_features_expectations],
     jobs=[data_job, training_job, nightly_job, feedback_job],
     schedules=[nightly_retrain],
     sensors=[feedback_sensor],

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dagster import DagsterInstance, materialize
 
-from assets.checks import cleaned_features_checks, raw_data_checks
+from assets.checks import cleaned_features_expectations, raw_data_expectations
 from assets.data import cleaned_features, raw_data
 from benchmarks._common import (
     DEFAULT_RESULTS_DIR,
@@ -49,7 +49,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def _materialize(home: Path, days: list[dt.date], with_checks: bool) -> float:
     assets = [raw_data, cleaned_features]
     if with_checks:
-        assets += [raw_data_checks, cleaned_features_checks]
+        assets += [raw_data_expectations, cleaned_features_expectations]
     start = time.perf_counter()
     result = materialize(
         assets,

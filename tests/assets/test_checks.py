@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
 
-from assets.checks import cleaned_features_checks, raw_data_checks
+from assets.checks import cleaned_features_expectations, raw_data_expectations
 from assets.data import cleaned_features, raw_data
 from assets.deployment import deployed_model
 from assets.training import evaluation_report, trained_model
@@ -26,7 +26,7 @@ from pipeline.registry import ModelRegistry
 from resources import FlywheelStorage, JsonIOManager, TaskSource
 from tests.conftest import CHURN_START, make_churn_frame, write_churn_task
 
-DATA_ASSETS = [raw_data, cleaned_features, raw_data_checks, cleaned_features_checks]
+DATA_ASSETS = [raw_data, cleaned_features, raw_data_expectations, cleaned_features_expectations]
 TRAIN_ASSETS = [trained_model, evaluation_report, deployed_model]
 RULES = {
     "key": ["customer_id"],
@@ -130,47 +130,48 @@ def _set(frame, rows, column, value):
     return frame
 
 
+RAW, FEATURES = "raw_data_expectations", "cleaned_features_expectations"
 CASES = {
     # name: (edit of the bad day's rows, check, rule, column, count, blocking)
     "null timestamps": (
         lambda f, r: _set(f, r[:2], "event_time", pd.NaT),
-        "raw_data_quality", "every source row has a timestamp", "event_time", 2, False,
+        RAW, "every source row has a timestamp", "event_time", 2, False,
     ),
     "out-of-range numbers": (
         lambda f, r: _set(f, r[:3], "usage", 9999.0),
-        "raw_data_quality", "'usage' within [0, 500]", "usage", 3, False,
+        RAW, "'usage' within [0, 500]", "usage", 3, False,
     ),
     "infinite numbers": (
         lambda f, r: _set(f, r[:2], "usage", np.inf),
-        "raw_data_quality", "'usage' within [0, 500]", "usage", 2, False,
+        RAW, "'usage' within [0, 500]", "usage", 2, False,
     ),
     "a category never seen before": (
         lambda f, r: _set(f, r[:4], "plan", "platinum"),
-        "cleaned_features_drift", "'plan' within the champion's vocabulary", "plan", 4, False,
+        FEATURES, "'plan' within the champion's vocabulary", "plan", 4, False,
     ),
     "a required column missing": (
         lambda f, r: f.drop(columns=["region"]),
-        "raw_data_schema", "column 'region' exists", "region", 120, True,
+        RAW, "column 'region' exists", "region", 120, True,
     ),
     "a column renamed": (
         lambda f, r: f.rename(columns={"usage": "usage_minutes"}),
-        "raw_data_schema", "column 'usage' exists", "usage", 120, True,
+        RAW, "column 'usage' exists", "usage", 120, True,
     ),
     "numbers arriving as strings": (
         lambda f, r: f.assign(usage=f["usage"].astype(str)),
-        "raw_data_schema", "'usage' holds numbers", "usage", 120, True,
+        RAW, "'usage' holds numbers", "usage", 120, True,
     ),
     "duplicated rows": (
         lambda f, r: pd.concat([f, f.loc[r[:3]]], ignore_index=True),
-        "raw_data_quality", "key ['customer_id'] has no duplicates", "customer_id", 6, False,
+        RAW, "key ['customer_id'] has no duplicates", "customer_id", 6, False,
     ),
     "an empty day": (
         lambda f, r: f.drop(index=r),
-        "raw_data_quality", "row count is not zero", None, None, False,
+        RAW, "row count is not zero", None, None, False,
     ),
     "a label column of unexpected values": (
         lambda f, r: _set(f, r[:20], "churned", "MAYBE"),
-        "cleaned_features_valid", "quarantined share at most 5%", "quarantine_reason", 20, True,
+        FEATURES, "quarantined share at most 5%", "quarantine_reason", 20, True,
     ),
 }  # fmt: skip
 
@@ -206,7 +207,9 @@ def test_unparseable_timestamps_are_kept_and_reported(env):
     bad.to_parquet(task.parent / "data" / "late.parquet", index=False)
     result = _run(home, task, DATA_ASSETS, RUN_DAYS)
     assert result.success
-    for evaluation in _evaluations(result, "raw_data_quality").values():  # any day might lack them
+    for evaluation in _evaluations(
+        result, "raw_data_expectations"
+    ).values():  # any day might lack them
         assert not evaluation.passed
     kept = pd.read_parquet(home / "raw_data" / UNASSIGNED_FILE)
     assert sorted(kept["event_time"]) == sorted(bad["event_time"])
@@ -224,7 +227,7 @@ def test_timestamp_from_another_day_in_a_raw_partition(env):
     selection = AssetSelection.checks_for_assets(raw_data) | AssetSelection.assets(cleaned_features)
     result = _run(home, task, DATA_ASSETS, [BAD_DAY], selection=selection)
     assert result.success
-    (evaluation,) = _evaluations(result, "raw_data_quality").values()
+    (evaluation,) = _evaluations(result, "raw_data_expectations").values()
     assert evaluation.partition == BAD_DAY.isoformat() and not evaluation.passed
     found = {e["rule"]: e for e in evaluation.metadata["expectations"].value}
     assert found["timestamp 'event_time' parses and is on the day"]["unexpected_count"] == 1
@@ -251,9 +254,9 @@ def test_training_leaves_out_failed_days_and_reports_them(env):
     frame[on_day].drop(columns=["region"]).to_parquet(path.with_name("bad.parquet"), index=False)
     blocked = _run(home, task, DATA_ASSETS, RUN_DAYS)
     assert not blocked.success
-    assert [d for d, e in _evaluations(blocked, "raw_data_schema").items() if not e.passed] == [
-        BAD_DAY.isoformat()
-    ]
+    assert [
+        d for d, e in _evaluations(blocked, "raw_data_expectations").items() if not e.passed
+    ] == [BAD_DAY.isoformat()]
 
     result = _run(home, task, TRAIN_ASSETS, None, _train_config(min_train_days=8))
     assert result.success
