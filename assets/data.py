@@ -27,13 +27,14 @@ def _run_days(context: AssetExecutionContext, step, what: str) -> list[dict[str,
     the run then fails naming each bad day and why."""
     done, failed = [], {}
     days = partition_days(context)
+    every = max(10, len(days) // 10)  # about ten progress lines, however long the range
     for i, day in enumerate(days, 1):
         try:
             done.append(step(day))
         except (ValueError, RuntimeError, OSError) as err:
             failed[day.isoformat()] = str(err)
             context.log.error(f"{what} {day}: {err}")
-        if len(days) > 1 and (i % 10 == 0 or i == len(days)):
+        if len(days) > 1 and (i % every == 0 or i == len(days)):
             context.log.info(f"{what}: {i}/{len(days)} days done")
     if failed:
         raise Failure(

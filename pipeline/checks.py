@@ -195,19 +195,26 @@ def _names(frame: Frame) -> list[str]:
     return list(frame.column_names if isinstance(frame, pa.Table) else frame.columns)
 
 
-def _kind(frame: Frame, col: str) -> str:
-    """``missing``, ``numeric`` (all-null columns join either kind) or ``other``."""
+def _kinds(frame: Frame, columns: list[str]) -> tuple[str, ...]:
+    """Each column's kind: ``missing``, ``numeric`` (all-null columns join either kind) or
+    ``other``."""
     if isinstance(frame, pa.Table):
-        if col not in frame.column_names:
-            return "missing"
-        t = frame.schema.field(col).type
-        numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-        return "numeric" if numeric or pa.types.is_null(t) else "other"
-    if col not in frame.columns:
-        return "missing"
-    if _is_numeric(frame, col) or frame[col].isna().all():
-        return "numeric"
-    return "other"
+        types = dict(zip(frame.schema.names, frame.schema.types, strict=True))
+
+        def kind(col: str) -> str:
+            t = types.get(col)
+            if t is None:
+                return "missing"
+            numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+            return "numeric" if numeric or pa.types.is_null(t) else "other"
+    else:
+
+        def kind(col: str) -> str:
+            if col not in frame.columns:
+                return "missing"
+            return "numeric" if _is_numeric(frame, col) or frame[col].isna().all() else "other"
+
+    return tuple(kind(c) for c in columns)
 
 
 def _concat(parts: list[Frame], columns: list[str]) -> pd.DataFrame:
@@ -224,7 +231,7 @@ def _concat(parts: list[Frame], columns: list[str]) -> pd.DataFrame:
         frame = pd.concat([p[keep] for p in parts], ignore_index=True)
     for col in frame.columns:
         if pd.api.types.is_string_dtype(frame[col].dtype) and frame[col].dtype != object:
-            frame[col] = frame[col].astype(object)
+            frame[col] = frame[col].astype("category")
     return frame
 
 
@@ -241,7 +248,7 @@ def _validate_days(
     groups: dict[tuple, list[dt.date]] = {}
     for day, frame in frames.items():
         if len(frame):
-            signature = tuple(_kind(frame, c) for c in columns)
+            signature = _kinds(frame, columns)
             groups.setdefault(signature, []).append(day)
     for signature, days in groups.items():
         parts = [frames[d] for d in days]
@@ -447,19 +454,19 @@ def validate_raw(
 def validate_features(
     spec: TaskSpec,
     frames: Mapping[dt.date, Frame],
-    quarantines: Mapping[dt.date, pd.DataFrame],
+    quarantines: Mapping[dt.date, list[str]],
     vocabularies: Mapping[str, list[str]] | None = None,
     max_quarantine_fraction: float = MAX_QUARANTINE_FRACTION,
     asset: str = "cleaned_features",
 ) -> dict[dt.date, DayVerdict]:
-    """Checks cleaned rows and the share of each day's raw rows that went to quarantine."""
+    """Checks cleaned rows and the share of each day's raw rows that went to quarantine
+    (``quarantines``: each day's quarantine reasons, one per quarantined row)."""
     columns = [spec.timestamp, LABEL_COLUMN, *spec.model_categorical, *spec.model_numeric]
     found = _validate_days(frames, columns, lambda s: feature_rules(spec, s, vocabularies))
     verdicts = {}
     for day, frame in frames.items():
-        quarantine = quarantines.get(day, pd.DataFrame())
-        q, total = len(quarantine), len(quarantine) + len(frame)
-        reasons = quarantine[QUARANTINE_REASON] if QUARANTINE_REASON in quarantine else []
+        reasons = quarantines.get(day, [])
+        q, total = len(reasons), len(reasons) + len(frame)
         present = [c for c in spec.exclude if c in _names(frame)]
         computed = [
             _outcome(None, rule="no excluded column is present", severity=ERROR,
@@ -469,7 +476,7 @@ def validate_features(
                      column=QUARANTINE_REASON, severity=ERROR,
                      success=q <= max_quarantine_fraction * total,
                      observed_value=round(q / total, 4) if total else 0.0, element_count=total,
-                     unexpected_count=q, sample_unexpected=list(reasons)[:SAMPLE_SIZE]),
+                     unexpected_count=q, sample_unexpected=list(reasons[:SAMPLE_SIZE])),
         ]  # fmt: skip
         verdicts[day] = DayVerdict(asset, day, len(frame), [*found[day], *computed])
     return verdicts
@@ -544,13 +551,21 @@ def _trailing_counts(store: PartitionStore, days: list[dt.date]) -> dict[dt.date
     return out
 
 
-def _reasons(path: Path) -> pd.DataFrame:
-    """A quarantine file's reasons (the only column the checks need)."""
+def _read_columns(path: Path, wanted: list[str]) -> pa.Table:
+    """Those of the ``wanted`` columns that the file has (all of them when it has none)."""
+    file = pq.ParquetFile(path)  # one open for the schema and the rows
+    names = file.schema_arrow.names
+    return file.read(columns=[c for c in wanted if c in names] or None)
+
+
+def quarantine_reasons(path: Path) -> list[str]:
+    """A quarantine file's reasons, one per row (all the checks need of it)."""
     if not path.is_file():
-        return pd.DataFrame()
-    if QUARANTINE_REASON not in pq.read_schema(path).names:
-        return pd.read_parquet(path)
-    return pq.read_table(path, columns=[QUARANTINE_REASON]).to_pandas()
+        return []
+    table = _read_columns(path, [QUARANTINE_REASON])
+    if QUARANTINE_REASON not in table.column_names:
+        return ["(no reason recorded)"] * table.num_rows
+    return table.column(QUARANTINE_REASON).to_pylist()
 
 
 def check_raw_days(
@@ -565,9 +580,7 @@ def check_raw_days(
     wanted = _raw_columns(spec)
     frames = {}
     for day in days:  # only the columns the suite looks at: a day's file may have many more
-        path = raw.path(day)
-        names = pq.read_schema(path).names
-        frames[day] = pq.read_table(path, columns=[c for c in wanted if c in names])
+        frames[day] = _read_columns(raw.path(day), wanted)
     found = validate_raw(spec, frames, _trailing_counts(raw, days), row_count_factor)
     unassigned = _unassigned_outcome(spec, raw)
     out = []
@@ -590,8 +603,8 @@ def check_feature_days(
     run_id: str | None = None,
 ) -> list[DayVerdict]:
     """Checks the stored cleaned_features of ``days`` and records each day's verdict."""
-    frames = {day: pq.read_table(features.path(day)) for day in days}
-    quarantines = {day: _reasons(features.quarantine_path(day)) for day in days}
+    frames = {day: pq.ParquetFile(features.path(day)).read() for day in days}
+    quarantines = {day: quarantine_reasons(features.quarantine_path(day)) for day in days}
     found = validate_features(spec, frames, quarantines, vocabularies, max_quarantine_fraction)
     for day in days:
         verdicts.write(found[day], run_id)

@@ -63,8 +63,27 @@ def choose_window(
     return Window(train, holdout)
 
 
+def _md_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.6g}"  # NaN: empty
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def preview(frame: pd.DataFrame, rows: int = 5) -> str:
-    return frame.head(rows).to_markdown(index=False) if len(frame) else "(no rows)"
+    """The first ``rows`` rows as a Markdown table (a backfill writes one per day, so it is
+    built here: ``DataFrame.to_markdown`` costs twice as much)."""
+    if not len(frame):
+        return "(no rows)"
+    columns = [str(c) for c in frame.columns]
+    cells = [[_md_cell(v) for v in frame[c].iloc[:rows].tolist()] for c in frame.columns]
+    lines = [
+        "| " + " | ".join(_md_cell(c) for c in columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(row) + " |" for row in zip(*cells, strict=True)),
+    ]
+    return "\n".join(lines)
 
 
 def ingest_day(source: Source, store: PartitionStore, day: dt.date) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import checks
 from pipeline.checks import ERROR, WARN, VerdictStore, validate_features, validate_raw
-from pipeline.cleaning import clean_day
+from pipeline.cleaning import QUARANTINE_REASON, clean_day
 from pipeline.sources import FilesSource, SourceError
 from pipeline.task import ColumnRule, TaskSpecError, parse_task
 from tests.conftest import CHURN_START, CHURN_TASK, make_churn_frame
@@ -186,7 +186,7 @@ def test_empty_day_and_row_count_drift_warn(spec):
 def _features(spec, frames):
     cleaned = {d: clean_day(f, d, spec) for d, f in frames.items()}
     return {d: c.features for d, c in cleaned.items()}, {
-        d: c.quarantine for d, c in cleaned.items()
+        d: c.quarantine[QUARANTINE_REASON].tolist() for d, c in cleaned.items()
     }
 
 
