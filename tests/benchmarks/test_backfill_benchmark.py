@@ -24,6 +24,7 @@ def test_backfill_benchmark_quick(tmp_path: Path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     for measure in ("(1) Flywheel, 3 days", "(2) Dagster floor", "(1)-(2) Flywheel's work",
+                    "(3) pipeline/ alone, phase by phase",
                     "10 partitions: separate runs vs one run"):  # fmt: skip
         assert measure in out, out
     assert out.rstrip().splitlines()[0].startswith("backfill of raw_data + cleaned_features")
