@@ -54,6 +54,19 @@ def _severity(verdict: DayVerdict) -> str | None:
     return ERROR if ERROR in failed else (WARN if failed else None)
 
 
+def _brief(verdict: DayVerdict) -> str:
+    """A passing day: how many expectations passed, and the observed values worth a look (a
+    share of unexpected rows under its limit, the row count against the trailing median)."""
+    noted = [
+        f"- {r['rule']}: {_cell(r['observed_value'])}"
+        for r in verdict.results
+        if isinstance(r["observed_value"], dict)
+        or (isinstance(r["observed_value"], float) and r["observed_value"] > 0)
+    ]
+    head = f"All {len(verdict.results)} expectations passed"
+    return head + (", observed:\n" + "\n".join(noted) if noted else ".")
+
+
 def _metadata(verdict: DayVerdict, store: VerdictStore) -> dict[str, Any]:
     failed = verdict.failures()
     table = "| severity | expectation | column | observed | unexpected | sample bad values |\n"
@@ -64,15 +77,16 @@ def _metadata(verdict: DayVerdict, store: VerdictStore) -> dict[str, Any]:
         f" {_cell(r['sample_unexpected'])} |"
         for r in failed
     )
-    # A passing day lists its expectations briefly (a backfill stores one event per day); a
-    # failing one in full: severity, observed value, unexpected count, sample bad values.
-    brief = "\n".join(f"- {r['rule']}: {_cell(r['observed_value'])}" for r in verdict.results)
+    # A failing day lists every expectation in full (severity, observed value, unexpected
+    # count, sample bad values); a passing one briefly, as a backfill stores one event per day.
     return {
         "day": verdict.day.isoformat(),
         "rows": verdict.rows,
         "failed_expectations": len(failed),
         "failures": MetadataValue.md(table if failed else "(none)"),
-        "expectations": MetadataValue.json(verdict.results) if failed else MetadataValue.md(brief),
+        "expectations": (
+            MetadataValue.json(verdict.results) if failed else MetadataValue.md(_brief(verdict))
+        ),
         "verdict_path": MetadataValue.path(str(store.path(verdict.asset, verdict.day))),
     }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import sys
 import tempfile
 import time
@@ -50,23 +51,25 @@ def _materialize(home: Path, days: list[dt.date], with_checks: bool) -> float:
     assets = [raw_data, cleaned_features]
     if with_checks:
         assets += [raw_data_expectations, cleaned_features_expectations]
-    start = time.perf_counter()
-    result = materialize(
-        assets,
-        instance=DagsterInstance.ephemeral(),
-        resources={
-            "storage": FlywheelStorage(home=str(home)),
-            "task": TaskSource(task_file=""),
-            "json_io_manager": JsonIOManager(home=str(home)),
-        },
-        tags={
-            "dagster/asset_partition_range_start": days[0].isoformat(),
-            "dagster/asset_partition_range_end": days[-1].isoformat(),
-        },
-        run_config=QUIET,
-        raise_on_error=False,
-    )
-    seconds = time.perf_counter() - start
+    gc.collect()  # each side starts with nothing of the previous run left to collect
+    with DagsterInstance.ephemeral() as instance:
+        start = time.perf_counter()
+        result = materialize(
+            assets,
+            instance=instance,
+            resources={
+                "storage": FlywheelStorage(home=str(home)),
+                "task": TaskSource(task_file=""),
+                "json_io_manager": JsonIOManager(home=str(home)),
+            },
+            tags={
+                "dagster/asset_partition_range_start": days[0].isoformat(),
+                "dagster/asset_partition_range_end": days[-1].isoformat(),
+            },
+            run_config=QUIET,
+            raise_on_error=False,
+        )
+        seconds = time.perf_counter() - start
     if not result.success:
         raise SystemExit(f"the {'B' if with_checks else 'A'} run failed; see the log above")
     return seconds

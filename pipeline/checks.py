@@ -110,6 +110,8 @@ class DayVerdict:
 
 def _plain(value: Any) -> Any:
     """A JSON-safe copy of a value from a frame or a GX result."""
+    if value is None or type(value) in (int, str, bool):  # most values: asked first
+        return value
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -172,7 +174,15 @@ def run_suite(frame: pd.DataFrame, rules: list[Rule]) -> list[Any]:
     # Batch.validate, not ValidationDefinition.run: the latter also serializes every unexpected
     # value into the (in-memory) results store, which costs more than the validation itself.
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    run = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+    # COMPLETE for the unexpected rows' index list (each day's answer comes from it); not the
+    # unexpected values themselves, nor their counts: samples are taken from the frame.
+    result_format = {
+        "result_format": "COMPLETE",
+        "partial_unexpected_count": 0,
+        "exclude_unexpected_values": True,
+        "return_unexpected_index_query": False,  # a query string that lists every index
+    }
+    run = batch.validate(suite, result_format=result_format)
     by_rule = {res.expectation_config.meta["flywheel_rule"]: res for res in run.results}
     return [by_rule[i] for i in range(len(rules))]
 

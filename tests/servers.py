@@ -94,7 +94,35 @@ class DagsterStack:
     log_dir: Path
     env: dict[str, str]
     client: DagsterGraphQLClient
+    workspace: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def spawn(self, name: str, *args: str) -> None:
+        """Starts ``args`` (a command of the environment's bin folder) as process ``name``, in
+        a session of its own, its output appended to ``<log_dir>/<name>.log``."""
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [str(BIN / args[0]), *args[1:]],
+            cwd=PROJECT_DIR,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def start_daemon(self) -> None:
+        self.spawn("daemon", "dagster-daemon", "run", "-w", str(self.workspace))
+
+    def stop_process(self, name: str) -> None:
+        """Ends one process and its children (SIGTERM, then SIGKILL after 10 s)."""
+        proc = self.processes.pop(name)
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=10)
 
     @property
     def graphql_client(self) -> DagsterGraphQLClient:
@@ -214,26 +242,15 @@ def start_dagster(
         log_dir=log_dir,
         env=full_env,
         client=DagsterGraphQLClient("127.0.0.1", port_number=web_port, timeout=60),
+        workspace=workspace,
     )
 
-    def spawn(name: str, *args: str) -> None:
-        log = (log_dir / f"{name}.log").open("ab")
-        stack.processes[name] = subprocess.Popen(
-            [str(BIN / args[0]), *args[1:]],
-            cwd=PROJECT_DIR,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-
     try:
-        spawn("code-server", "dagster", "code-server", "start", "-h", "127.0.0.1",
+        stack.spawn("code-server", "dagster", "code-server", "start", "-h", "127.0.0.1",
               "-p", str(code_port), "-m", module, "-d", str(PROJECT_DIR))  # fmt: skip
-        spawn("webserver", "dagster-webserver", "-h", "127.0.0.1", "-p", str(web_port),
+        stack.spawn("webserver", "dagster-webserver", "-h", "127.0.0.1", "-p", str(web_port),
               "-w", str(workspace))  # fmt: skip
-        spawn("daemon", "dagster-daemon", "run", "-w", str(workspace))
+        stack.start_daemon()
 
         def alive() -> None:
             for name, proc in stack.processes.items():

@@ -105,14 +105,7 @@ def backfill(stack: DagsterStack) -> dict[str, Any]:
 def nightly_run(stack: DagsterStack, backfill: dict[str, Any]) -> dict[str, Any]:
     """Turns nightly_retrain on (cron: every minute) and waits for the daemon's run to end."""
     assert backfill["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, backfill
-    data = stack.graphql(
-        """mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) { __typename
-             ... on ScheduleStateResult { scheduleState { id status } }
-             ... on PythonError { message } } }""",
-        {"s": SCHEDULE},
-    )
-    state = data["startSchedule"]
-    assert state["__typename"] == "ScheduleStateResult", state
+    state_id = start_schedule(stack)
     try:
         runs = wait_until(
             lambda: stack.runs({"dagster/schedule_name": "nightly_retrain"}),
@@ -123,12 +116,40 @@ def nightly_run(stack: DagsterStack, backfill: dict[str, Any]) -> dict[str, Any]
         )
         run = stack.wait_for_run(runs[-1]["runId"], timeout=300)
     finally:
-        stack.graphql(
-            "mutation($id: String!) { stopRunningSchedule(id: $id) { __typename } }",
-            {"id": state["scheduleState"]["id"]},
-        )
+        stop_schedule(stack, state_id)
     run["tags"] = {t["key"]: t["value"] for t in run["tags"]}
     return run
+
+
+def start_schedule(stack: DagsterStack) -> str:
+    """Turns nightly_retrain on (through the webserver) and returns its state's id."""
+    data = stack.graphql(
+        """mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) { __typename
+             ... on ScheduleStateResult { scheduleState { id status } }
+             ... on PythonError { message } } }""",
+        {"s": SCHEDULE},
+    )
+    state = data["startSchedule"]
+    assert state["__typename"] == "ScheduleStateResult", state
+    return state["scheduleState"]["id"]
+
+
+def stop_schedule(stack: DagsterStack, state_id: str) -> None:
+    stack.graphql(
+        "mutation($id: String!) { stopRunningSchedule(id: $id) { __typename } }",
+        {"id": state_id},
+    )
+
+
+def schedule_ticks(stack: DagsterStack) -> list[dict[str, Any]]:
+    """nightly_retrain's recent ticks: their scheduled time, status and run ids."""
+    data = stack.graphql(
+        """query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) { __typename
+             ... on Schedule { scheduleState { ticks(limit: 50) {
+               timestamp status runIds } } } } }""",
+        {"s": SCHEDULE},
+    )
+    return data["scheduleOrError"]["scheduleState"]["ticks"]
 
 
 def flywheel_files(stack: DagsterStack, asset: str) -> list[Path]:

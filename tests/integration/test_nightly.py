@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
 from pipeline.registry import ModelRegistry
-from tests.integration.conftest import YESTERDAY
-from tests.servers import DagsterStack
+from tests.integration.conftest import (
+    YESTERDAY,
+    schedule_ticks,
+    start_schedule,
+    stop_schedule,
+)
+from tests.servers import DagsterStack, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,3 +37,31 @@ def test_daemon_fires_nightly_retrain_and_deploys(stack: DagsterStack, nightly_r
     assert training["train_days_missing"] == []
     # The schedule's run config reached the run: small training (epochs 2, 7 days).
     assert training["params"]["epochs"] == 2 and training["params"]["window_days"] == 7
+
+
+def test_missed_nights_are_caught_up_once(stack: DagsterStack, nightly_run: dict[str, Any]):
+    """With the daemon down for three ticks (cron: every minute), the daemon, once back,
+    launches one run for them, not three."""
+    stack.stop_process("daemon")
+    state_id = start_schedule(stack)
+    started = time.time()
+    first_missed = (started // 60 + 1) * 60
+    try:
+        time.sleep(first_missed + 2 * 60 + 5 - time.time())  # three ticks pass with no daemon
+        back = time.time()
+        stack.start_daemon()
+        wait_until(
+            lambda: [t for t in schedule_ticks(stack) if t["timestamp"] >= first_missed],
+            120,
+            "the daemon's first tick after its restart",
+            2.0,
+            stack.logs,
+        )
+    finally:
+        stop_schedule(stack, state_id)
+    missed = [t for t in schedule_ticks(stack) if first_missed <= t["timestamp"] < back]
+    assert [t["timestamp"] for t in missed] == [first_missed + 2 * 60], missed
+    (tick,) = missed
+    assert tick["status"] == "SUCCESS" and len(tick["runIds"]) == 1, tick
+    run = stack.wait_for_run(tick["runIds"][0], timeout=300)
+    assert run["status"] == "SUCCESS", stack.logs()
