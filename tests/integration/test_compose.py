@@ -87,6 +87,7 @@ def test_compose_services_run_without_docker(tmp_path: Path, postgres_db: Postgr
         url=f"http://127.0.0.1:{web_port}", port=web_port, dagster_home=home,
         flywheel_home=flywheel_home, log_dir=logs, env=env,
         client=DagsterGraphQLClient("127.0.0.1", port_number=web_port, timeout=60),
+        workspace=workspace,
     )  # fmt: skip
     ports = {"4000": code_port, "3000": web_port}
     try:
