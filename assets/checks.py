@@ -26,14 +26,12 @@ from dagster import (
 from assets.data import cleaned_features, raw_data
 from assets.partitions import daily_partitions
 from pipeline.checks import (
-    ERROR,
-    WARN,
-    DayVerdict,
     VerdictStore,
     champion_vocabularies,
     check_feature_days,
     check_raw_days,
 )
+from pipeline.expectations import ERROR, WARN, DayVerdict
 from resources import FlywheelStorage, TaskSource
 
 SEVERITY = {ERROR: AssetCheckSeverity.ERROR, WARN: AssetCheckSeverity.WARN}

@@ -1,30 +1,23 @@
 """Data checks: Great Expectations suites built from the task file, answered per day.
 
 The suites come from the task spec (its columns, its ``checks:`` rules and its ``key:``), so a
-user's own data gets checks with no code change. A run's days are validated together: their rows
-go into one frame with the partition day in a column, one Great Expectations validation runs per
-distinct schema (normally one per run), and each day's answer is read from the unexpected rows'
-index list (``COMPLETE`` result format). One validation per day would cost ~73 ms each, ~50 s
-over a 365-day backfill; ``benchmarks/check_cost.py`` measures the difference.
-
-Each day gets a :class:`DayVerdict`: every expectation with its observed value, its unexpected
-count and up to 20 sample bad values, at a severity chosen on purpose: ``ERROR`` (a schema break,
-a null label, an over-threshold quarantine; blocking) or ``WARN`` (drift and soft limits).
-:class:`VerdictStore` keeps each day's latest verdict as JSON, so that training can leave out the
-days whose latest blocking check failed.
+user's own data gets checks with no code change. :func:`validate_raw` and
+:func:`validate_features` validate all of a run's days with one Great Expectations call each
+(:mod:`pipeline.expectations`) and give every day a :class:`DayVerdict`, at a severity chosen on
+purpose per expectation: ``ERROR`` (a schema break, a null label, an over-threshold quarantine;
+blocking) or ``WARN`` (drift and soft limits). :class:`VerdictStore` keeps each day's latest
+verdict as JSON, so that training can leave out the days whose latest blocking check failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,18 +25,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.cleaning import QUARANTINE_REASON, parse_timestamps
-from pipeline.registry import ModelRegistry
+from pipeline.expectations import (
+    DAY_COLUMN,
+    ERROR,
+    SAMPLE_SIZE,
+    WARN,
+    DayVerdict,
+    Frame,
+    Rule,
+    import_gx,
+    is_numeric,
+    names,
+    outcome,
+    validate_days,
+)
 from pipeline.storage import PartitionStore
 from pipeline.task import LABEL_COLUMN, TaskSpec
 
-ERROR, WARN = "ERROR", "WARN"
-SAMPLE_SIZE = 20
+if TYPE_CHECKING:
+    from pipeline.registry import ModelRegistry
+
 ROW_COUNT_FACTOR = 3.0  # a day's rows within [median / 3, median * 3] of the trailing days
 TRAILING_DAYS = 7
 MAX_QUARANTINE_FRACTION = 0.05
 UNASSIGNED_FILE = "unassigned.quarantine.parquet"
 
-_DAY = "__flywheel_day"
 _TS_DAY = "__flywheel_timestamp_day"
 _FINITE = float(np.finfo(np.float64).max)
 _NUMERIC_TYPES = [
@@ -54,300 +60,15 @@ _NUMERIC_TYPES = [
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One expectation of a suite, and how a day's answer is read from its result."""
-
-    name: str  # what a person reads, e.g. "'distance' within [0, 6000]"
-    severity: str
-    expectation: Any  # a ``gx.expectations`` object
-    column: str | None = None
-    max_fraction: float = 0.0  # a day fails when more of its rows than this share are unexpected
-    samples_from: tuple[str, ...] = ()  # columns the sample bad values come from
-
-
-@dataclass
-class DayVerdict:
-    """Every expectation's answer for one day of one asset."""
-
-    asset: str
-    day: dt.date
-    rows: int
-    results: list[dict[str, Any]]
-
-    def failures(self, severity: str | None = None) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in self.results
-            if not r["success"] and (severity is None or r["severity"] == severity)
-        ]
-
-    def passed(self, severity: str) -> bool:
-        return not self.failures(severity)
-
-    @property
-    def blocking_failed(self) -> bool:
-        return not self.passed(ERROR)
-
-    def reasons(self, severity: str | None = None) -> list[str]:
-        """One line per failed expectation: the rule, the column and the count."""
-        out = []
-        for r in self.failures(severity):
-            count = r.get("unexpected_count")
-            what = f"{count} of {r['element_count']} rows" if count is not None else "failed"
-            out.append(f"{r['rule']}: {what} (observed {r['observed_value']})")
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "asset": self.asset,
-            "day": self.day.isoformat(),
-            "rows": self.rows,
-            "blocking_failed": self.blocking_failed,
-            "results": self.results,
-        }
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe copy of a value from a frame or a GX result."""
-    if value is None or type(value) in (int, str, bool):  # most values: asked first
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else (None if math.isnan(value) else str(value))
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if value is pd.NaT or (isinstance(value, pd.Timestamp | dt.date)):
-        return None if value is pd.NaT else value.isoformat()
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(value)
-
-
-def _gx():
-    """Great Expectations, imported on first use (the import takes seconds)."""
-    import great_expectations as gx
-
-    return gx
-
-
-def _quiet_context():
-    """An ephemeral context: in memory only, no progress bars, no analytics, no files."""
-    gx = _gx()
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-    )
-    return gx.get_context(mode="ephemeral", project_config=config)
-
-
-def run_suite(frame: pd.DataFrame, rules: list[Rule]) -> list[Any]:
-    """One Great Expectations validation of ``frame``: each rule's result, in order."""
-    if not rules:
-        return []
-    gx = _gx()
-    context = _quiet_context()
-    batch_definition = (
-        context.data_sources.add_pandas("flywheel")
-        .add_dataframe_asset("rows")
-        .add_batch_definition_whole_dataframe("all_rows")
-    )
-    for i, rule in enumerate(rules):
-        rule.expectation.meta = {"flywheel_rule": i}
-    # The constructor, unlike add_expectation, neither merges look-alike rules nor costs O(n^2).
-    suite = gx.ExpectationSuite(name="flywheel", expectations=[r.expectation for r in rules])
-    # Batch.validate, not ValidationDefinition.run: the latter also serializes every unexpected
-    # value into the (in-memory) results store, which costs more than the validation itself.
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    # COMPLETE for the unexpected rows' index list (each day's answer comes from it); not the
-    # unexpected values themselves, nor their counts: samples are taken from the frame.
-    result_format = {
-        "result_format": "COMPLETE",
-        "partial_unexpected_count": 0,
-        "exclude_unexpected_values": True,
-        "return_unexpected_index_query": False,  # a query string that lists every index
-    }
-    run = batch.validate(suite, result_format=result_format)
-    by_rule = {res.expectation_config.meta["flywheel_rule"]: res for res in run.results}
-    return [by_rule[i] for i in range(len(rules))]
-
-
-def _outcome(of: Rule | None, **fields: Any) -> dict[str, Any]:
-    """One expectation's answer; ``of`` is None for those computed here rather than by GX."""
-    base = {
-        "rule": of.name if of else fields.pop("rule"),
-        "expectation": of.expectation.expectation_type if of else "computed by flywheel",
-        "column": of.column if of else fields.pop("column", None),
-        "severity": of.severity if of else fields.pop("severity"),
-    }
-    return {**base, **{k: _plain(v) for k, v in fields.items()}}
-
-
-Frame = pd.DataFrame | pa.Table  # a day's rows: in memory, or as read from its Parquet file
-
-
-def _names(frame: Frame) -> list[str]:
-    return list(frame.column_names if isinstance(frame, pa.Table) else frame.columns)
-
-
-def _kinds(frame: Frame, columns: list[str]) -> tuple[str, ...]:
-    """Each column's kind: ``missing``, ``numeric`` (all-null columns join either kind) or
-    ``other``."""
-    if isinstance(frame, pa.Table):
-        types = dict(zip(frame.schema.names, frame.schema.types, strict=True))
-
-        def kind(col: str) -> str:
-            t = types.get(col)
-            if t is None:
-                return "missing"
-            numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-            return "numeric" if numeric or pa.types.is_null(t) else "other"
-    else:
-
-        def kind(col: str) -> str:
-            if col not in frame.columns:
-                return "missing"
-            return "numeric" if _is_numeric(frame, col) or frame[col].isna().all() else "other"
-
-    return tuple(kind(c) for c in columns)
-
-
-def _concat(parts: list[Frame], columns: list[str]) -> pd.DataFrame:
-    """The group's rows, only the ``columns`` the suite looks at, strings as Python objects
-    (Great Expectations filters the frame once per expectation; object columns take fastest)."""
-    keep = [c for c in columns if c in _names(parts[0])]
-    if isinstance(parts[0], pa.Table):
-        try:
-            table = pa.concat_tables([t.select(keep) for t in parts], promote_options="permissive")
-            frame = table.to_pandas()
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # types that Arrow will not unify
-            frame = pd.concat([t.select(keep).to_pandas() for t in parts], ignore_index=True)
-    else:
-        frame = pd.concat([p[keep] for p in parts], ignore_index=True)
-    for col in frame.columns:
-        if pd.api.types.is_string_dtype(frame[col].dtype) and frame[col].dtype != object:
-            frame[col] = frame[col].astype("category")
-    return frame
-
-
-def _validate_days(
-    frames: Mapping[dt.date, Frame],
-    columns: Iterable[str],
-    build_rules,
-    prepare=None,
-) -> dict[dt.date, list[dict[str, Any]]]:
-    """Validates every non-empty day: one GX call per schema (the presence and kind of the
-    ``columns`` the suite looks at, so normally one call in all); returns each day's outcomes."""
-    columns = list(dict.fromkeys(columns))
-    out: dict[dt.date, list[dict[str, Any]]] = {day: [] for day in frames}
-    groups: dict[tuple, list[dt.date]] = {}
-    for day, frame in frames.items():
-        if len(frame):
-            signature = _kinds(frame, columns)
-            groups.setdefault(signature, []).append(day)
-    for signature, days in groups.items():
-        parts = [frames[d] for d in days]
-        rows = np.array([len(p) for p in parts])
-        frame = _concat(parts, columns)
-        for col, kind in zip(columns, signature, strict=True):
-            if kind == "numeric" and not _is_numeric(frame, col):  # numbers joined all-null days
-                frame[col] = pd.to_numeric(frame[col])
-        codes = np.repeat(np.arange(len(days)), rows)
-        frame[_DAY] = pd.DatetimeIndex([pd.Timestamp(d, tz="UTC") for d in days])[codes]
-        if prepare is not None:
-            prepare(frame)
-        rules = build_rules(frame)
-        for rule, res in zip(rules, run_suite(frame, rules), strict=True):
-            for day, outcome in zip(days, _per_day(rule, res, frame, codes, rows), strict=True):
-                out[day].append(outcome)
-    return out
-
-
-def _per_day(rule: Rule, res: Any, frame: pd.DataFrame, codes: np.ndarray, rows: np.ndarray):
-    """Splits one GX result into one outcome per day (in the order of ``rows``)."""
-    result = res.result or {}
-    if res.exception_info and res.exception_info.get("raised_exception"):
-        message = res.exception_info.get("exception_message") or "raised an exception"
-        return [
-            _outcome(rule, success=False, observed_value=f"error: {message}",
-                     element_count=int(n), unexpected_count=None, sample_unexpected=[])
-            for n in rows
-        ]  # fmt: skip
-    if "unexpected_index_list" not in result:  # a table-level expectation: one answer for all
-        observed = result.get("observed_value")
-        if observed is None and rule.expectation.expectation_type == "expect_column_to_exist":
-            observed = "present" if res.success else "missing"
-        details = result.get("details", {}).get("mismatched")
-        # A missing or mistyped column makes every row of the day unusable; a mistyped one's
-        # first values are the samples.
-        whole = not res.success and rule.column is not None
-        offsets = np.cumsum(rows) - rows
-        out = []
-        for off, n in zip(offsets, rows, strict=True):
-            sample = _plain(details) if details else []
-            if whole and rule.column in frame.columns:
-                sample = frame[rule.column].iloc[off : off + min(n, SAMPLE_SIZE)].tolist()
-            out.append(
-                _outcome(rule, success=bool(res.success), observed_value=observed,
-                         element_count=int(n), unexpected_count=int(n) if whole else None,
-                         sample_unexpected=sample)
-            )  # fmt: skip
-        return out
-    idx = np.asarray(result.get("unexpected_index_list") or [], dtype=np.int64)
-    day_of = codes[idx]
-    counts = np.bincount(day_of, minlength=len(rows))
-    order = np.argsort(day_of, kind="stable")
-    starts = np.searchsorted(day_of[order], np.arange(len(rows)))
-    columns = list(rule.samples_from or (rule.column,))
-    out = []
-    for d, n in enumerate(rows):
-        k, values = int(counts[d]), []
-        if k:
-            sel = idx[order[starts[d] : starts[d] + min(k, SAMPLE_SIZE)]]
-            sample = frame[columns].iloc[sel]
-            values = sample.iloc[:, 0].tolist() if len(columns) == 1 else sample.to_dict("records")
-        out.append(
-            _outcome(
-                rule,
-                success=k <= rule.max_fraction * n,
-                observed_value=round(k / n, 4) if n else None,
-                element_count=int(n),
-                unexpected_count=k,
-                sample_unexpected=values,
-            )
-        )
-    return out
-
-
-def _is_numeric(frame: pd.DataFrame, col: str) -> bool:
-    dtype = frame[col].dtype
-    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-
-
 def _finite(col: str, severity: str) -> Rule:
-    ex = _gx().expectations
+    ex = import_gx().expectations
     bounds = ex.ExpectColumnValuesToBeBetween(column=col, min_value=-_FINITE, max_value=_FINITE)
     return Rule(f"{col!r} is finite", severity, bounds, col)
 
 
 def raw_rules(spec: TaskSpec, sample: pd.DataFrame) -> list[Rule]:
     """The raw_data suite for frames shaped like ``sample``."""
-    ex = _gx().expectations
+    ex = import_gx().expectations
     checks = dict(spec.checks)
     required = dict.fromkeys([*spec.raw_columns, *spec.key, *checks])
     numeric = [*spec.numeric, *(c for c, r in checks.items() if r.range is not None)]
@@ -365,23 +86,23 @@ def raw_rules(spec: TaskSpec, sample: pd.DataFrame) -> list[Rule]:
     ts = spec.timestamp
     if ts in present:
         on_day = ex.ExpectColumnPairValuesToBeEqual(
-            column_A=_TS_DAY, column_B=_DAY, ignore_row_if="neither"
+            column_A=_TS_DAY, column_B=DAY_COLUMN, ignore_row_if="neither"
         )
         rules.append(Rule(f"timestamp {ts!r} parses and is on the day", WARN, on_day, ts))
     if spec.key and set(spec.key) <= present:
-        unique = ex.ExpectCompoundColumnsToBeUnique(column_list=[*spec.key, _DAY])
+        unique = ex.ExpectCompoundColumnsToBeUnique(column_list=[*spec.key, DAY_COLUMN])
         name = f"key {list(spec.key)} has no duplicates"
         rules.append(Rule(name, WARN, unique, ",".join(spec.key), 0.0, spec.key))
     ranged = {c for c, r in checks.items() if r.range is not None}  # a range also catches inf
     rules += [
         _finite(c, WARN)
         for c in spec.numeric
-        if c in present and c not in ranged and _is_numeric(sample, c)
+        if c in present and c not in ranged and is_numeric(sample, c)
     ]
     for col, rule in checks.items():
         if col not in present:
             continue
-        if rule.range is not None and _is_numeric(sample, col):
+        if rule.range is not None and is_numeric(sample, col):
             lo, hi = rule.range
             between = ex.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi)
             rules.append(Rule(f"{col!r} within [{lo:g}, {hi:g}]", WARN, between, col))
@@ -400,7 +121,7 @@ def feature_rules(
     spec: TaskSpec, sample: pd.DataFrame, vocabularies: Mapping[str, list[str]] | None
 ) -> list[Rule]:
     """The cleaned_features suite; with the champion's ``vocabularies``, the drift rules too."""
-    ex = _gx().expectations
+    ex = import_gx().expectations
     expected = [spec.timestamp, LABEL_COLUMN, *spec.model_categorical, *spec.model_numeric]
     label = LABEL_COLUMN
     rules = [
@@ -412,7 +133,7 @@ def feature_rules(
     ]  # fmt: skip
     present = set(sample.columns)
     rules += [
-        _finite(c, ERROR) for c in spec.model_numeric if c in present and _is_numeric(sample, c)
+        _finite(c, ERROR) for c in spec.model_numeric if c in present and is_numeric(sample, c)
     ]
     rules += [
         Rule(f"{col!r} within the champion's vocabulary", WARN,
@@ -427,7 +148,7 @@ def _row_count_outcome(day: dt.date, n: int, counts: Mapping[dt.date, int], fact
     trailing = [counts[d] for d in back if d in counts]
     median = float(np.median(trailing)) if trailing else None
     ok = n > 0 and (median is None or median / factor <= n <= median * factor)
-    return _outcome(
+    return outcome(
         None, rule=f"row count is not zero and within x{factor:g} of the trailing 7-day median",
         severity=WARN, success=ok, observed_value={"rows": n, "trailing_median": median},
         element_count=n, unexpected_count=None, sample_unexpected=[],
@@ -453,7 +174,7 @@ def validate_raw(
         if spec.timestamp in frame.columns:
             frame[_TS_DAY] = parse_timestamps(frame[spec.timestamp]).dt.floor("D")
 
-    found = _validate_days(frames, _raw_columns(spec), lambda s: raw_rules(spec, s), prepare)
+    found = validate_days(frames, _raw_columns(spec), lambda s: raw_rules(spec, s), prepare)
     verdicts = {}
     for day, frame in frames.items():
         results = [*found[day], _row_count_outcome(day, len(frame), counts, row_count_factor)]
@@ -472,17 +193,17 @@ def validate_features(
     """Checks cleaned rows and the share of each day's raw rows that went to quarantine
     (``quarantines``: each day's quarantine reasons, one per quarantined row)."""
     columns = [spec.timestamp, LABEL_COLUMN, *spec.model_categorical, *spec.model_numeric]
-    found = _validate_days(frames, columns, lambda s: feature_rules(spec, s, vocabularies))
+    found = validate_days(frames, columns, lambda s: feature_rules(spec, s, vocabularies))
     verdicts = {}
     for day, frame in frames.items():
         reasons = quarantines.get(day, [])
         q, total = len(reasons), len(reasons) + len(frame)
-        present = [c for c in spec.exclude if c in _names(frame)]
+        present = [c for c in spec.exclude if c in names(frame)]
         computed = [
-            _outcome(None, rule="no excluded column is present", severity=ERROR,
+            outcome(None, rule="no excluded column is present", severity=ERROR,
                      success=not present, observed_value=present, element_count=len(frame),
                      unexpected_count=len(present), sample_unexpected=present),
-            _outcome(None, rule=f"quarantined share at most {max_quarantine_fraction:.0%}",
+            outcome(None, rule=f"quarantined share at most {max_quarantine_fraction:.0%}",
                      column=QUARANTINE_REASON, severity=ERROR,
                      success=q <= max_quarantine_fraction * total,
                      observed_value=round(q / total, 4) if total else 0.0, element_count=total,
@@ -544,7 +265,7 @@ def _unassigned_outcome(spec: TaskSpec, raw: PartitionStore) -> dict[str, Any] |
     frame = pd.read_parquet(path)
     ts = spec.timestamp
     values = frame[ts].tolist()[:SAMPLE_SIZE] if ts in frame else []
-    return _outcome(
+    return outcome(
         None, rule=f"every source row has a timestamp {ts!r} that parses (else: {path.name})",
         column=ts, severity=WARN, success=frame.empty, observed_value=str(path),
         element_count=len(frame), unexpected_count=len(frame), sample_unexpected=values,

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import checks
-from pipeline.checks import ERROR, WARN, VerdictStore, validate_features, validate_raw
+from pipeline import expectations
+from pipeline.checks import VerdictStore, validate_features, validate_raw
 from pipeline.cleaning import QUARANTINE_REASON, clean_day
+from pipeline.expectations import ERROR, SAMPLE_SIZE, WARN
 from pipeline.sources import FilesSource, SourceError
 from pipeline.task import ColumnRule, TaskSpecError, parse_task
 from tests.conftest import CHURN_START, CHURN_TASK, make_churn_frame
@@ -142,7 +143,7 @@ def test_raw_checks_name_the_day_rule_column_and_count(spec, inject, rule, sever
         column,
         count,
     )
-    assert 0 < len(found["sample_unexpected"]) <= checks.SAMPLE_SIZE or found["unexpected_count"]
+    assert 0 < len(found["sample_unexpected"]) <= SAMPLE_SIZE or found["unexpected_count"]
     assert verdicts[BAD_DAY].blocking_failed == (severity == ERROR)
     for day in DAYS:  # the other days of the same call are clean
         if day != BAD_DAY:
@@ -151,8 +152,8 @@ def test_raw_checks_name_the_day_rule_column_and_count(spec, inject, rule, sever
 
 def test_one_gx_validation_answers_every_day(spec, monkeypatch):
     calls = []
-    real = checks.run_suite
-    monkeypatch.setattr(checks, "run_suite", lambda f, r: calls.append(len(f)) or real(f, r))
+    real = expectations.run_suite
+    monkeypatch.setattr(expectations, "run_suite", lambda f, r: calls.append(len(f)) or real(f, r))
     frames = _days()
     _out_of_range(frames[BAD_DAY])
     verdicts = validate_raw(spec, frames)
@@ -169,7 +170,7 @@ def test_samples_are_capped_at_twenty(spec):
     found = {r["rule"]: r for r in validate_raw(spec, frames)[BAD_DAY].results}
     result = found["'usage' within [0, 500]"]
     assert result["unexpected_count"] == 50
-    assert len(result["sample_unexpected"]) == checks.SAMPLE_SIZE
+    assert len(result["sample_unexpected"]) == SAMPLE_SIZE
 
 
 def test_empty_day_and_row_count_drift_warn(spec):

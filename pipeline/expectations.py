@@ -1,0 +1,313 @@
+"""Great Expectations, one validation for many days, answered per day.
+
+A run's days are validated together: their rows go into one frame with the partition day in a
+column (:data:`DAY_COLUMN`), one validation runs per distinct schema (normally one per run), and
+each day's answer is read from the unexpected rows' index list (``COMPLETE`` result format). One
+validation per day would cost ~73 ms each, ~50 s over a 365-day backfill;
+``benchmarks/check_cost.py`` measures the difference.
+
+Each day gets a :class:`DayVerdict`: every expectation (a :class:`Rule`) with its observed value,
+its unexpected count and up to :data:`SAMPLE_SIZE` sample bad values, at a severity chosen on
+purpose: ``ERROR`` (blocking) or ``WARN``. The suites themselves are in :mod:`pipeline.checks`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+ERROR, WARN = "ERROR", "WARN"
+SAMPLE_SIZE = 20
+DAY_COLUMN = "__flywheel_day"  # the partition day of each row, in the validated frame
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One expectation of a suite, and how a day's answer is read from its result."""
+
+    name: str  # what a person reads, e.g. "'distance' within [0, 6000]"
+    severity: str
+    expectation: Any  # a ``gx.expectations`` object
+    column: str | None = None
+    max_fraction: float = 0.0  # a day fails when more of its rows than this share are unexpected
+    samples_from: tuple[str, ...] = ()  # columns the sample bad values come from
+
+
+@dataclass
+class DayVerdict:
+    """Every expectation's answer for one day of one asset."""
+
+    asset: str
+    day: dt.date
+    rows: int
+    results: list[dict[str, Any]]
+
+    def failures(self, severity: str | None = None) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.results
+            if not r["success"] and (severity is None or r["severity"] == severity)
+        ]
+
+    def passed(self, severity: str) -> bool:
+        return not self.failures(severity)
+
+    @property
+    def blocking_failed(self) -> bool:
+        return not self.passed(ERROR)
+
+    def reasons(self, severity: str | None = None) -> list[str]:
+        """One line per failed expectation: the rule, the column and the count."""
+        out = []
+        for r in self.failures(severity):
+            count = r.get("unexpected_count")
+            what = f"{count} of {r['element_count']} rows" if count is not None else "failed"
+            out.append(f"{r['rule']}: {what} (observed {r['observed_value']})")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "asset": self.asset,
+            "day": self.day.isoformat(),
+            "rows": self.rows,
+            "blocking_failed": self.blocking_failed,
+            "results": self.results,
+        }
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe copy of a value from a frame or a GX result."""
+    if value is None or type(value) in (int, str, bool):  # most values: asked first
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else (None if math.isnan(value) else str(value))
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if value is pd.NaT or (isinstance(value, pd.Timestamp | dt.date)):
+        return None if value is pd.NaT else value.isoformat()
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def import_gx():
+    """Great Expectations, imported on first use (the import takes seconds)."""
+    import great_expectations as gx
+
+    return gx
+
+
+def _quiet_context():
+    """An ephemeral context: in memory only, no progress bars, no analytics, no files."""
+    gx = import_gx()
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def run_suite(frame: pd.DataFrame, rules: list[Rule]) -> list[Any]:
+    """One Great Expectations validation of ``frame``: each rule's result, in order."""
+    if not rules:
+        return []
+    gx = import_gx()
+    context = _quiet_context()
+    batch_definition = (
+        context.data_sources.add_pandas("flywheel")
+        .add_dataframe_asset("rows")
+        .add_batch_definition_whole_dataframe("all_rows")
+    )
+    for i, rule in enumerate(rules):
+        rule.expectation.meta = {"flywheel_rule": i}
+    # The constructor, unlike add_expectation, neither merges look-alike rules nor costs O(n^2).
+    suite = gx.ExpectationSuite(name="flywheel", expectations=[r.expectation for r in rules])
+    # Batch.validate, not ValidationDefinition.run: the latter also serializes every unexpected
+    # value into the (in-memory) results store, which costs more than the validation itself.
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    # COMPLETE for the unexpected rows' index list (each day's answer comes from it); not the
+    # unexpected values themselves, nor their counts: samples are taken from the frame.
+    result_format = {
+        "result_format": "COMPLETE",
+        "partial_unexpected_count": 0,
+        "exclude_unexpected_values": True,
+        "return_unexpected_index_query": False,  # a query string that lists every index
+    }
+    run = batch.validate(suite, result_format=result_format)
+    by_rule = {res.expectation_config.meta["flywheel_rule"]: res for res in run.results}
+    return [by_rule[i] for i in range(len(rules))]
+
+
+def outcome(of: Rule | None, **fields: Any) -> dict[str, Any]:
+    """One expectation's answer; ``of`` is None for those computed here rather than by GX."""
+    base = {
+        "rule": of.name if of else fields.pop("rule"),
+        "expectation": of.expectation.expectation_type if of else "computed by flywheel",
+        "column": of.column if of else fields.pop("column", None),
+        "severity": of.severity if of else fields.pop("severity"),
+    }
+    return {**base, **{k: plain(v) for k, v in fields.items()}}
+
+
+Frame = pd.DataFrame | pa.Table  # a day's rows: in memory, or as read from its Parquet file
+
+
+def names(frame: Frame) -> list[str]:
+    return list(frame.column_names if isinstance(frame, pa.Table) else frame.columns)
+
+
+def _kinds(frame: Frame, columns: list[str]) -> tuple[str, ...]:
+    """Each column's kind: ``missing``, ``numeric`` (all-null columns join either kind) or
+    ``other``."""
+    if isinstance(frame, pa.Table):
+        types = dict(zip(frame.schema.names, frame.schema.types, strict=True))
+
+        def kind(col: str) -> str:
+            t = types.get(col)
+            if t is None:
+                return "missing"
+            numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+            return "numeric" if numeric or pa.types.is_null(t) else "other"
+    else:
+
+        def kind(col: str) -> str:
+            if col not in frame.columns:
+                return "missing"
+            return "numeric" if is_numeric(frame, col) or frame[col].isna().all() else "other"
+
+    return tuple(kind(c) for c in columns)
+
+
+def _concat(parts: list[Frame], columns: list[str]) -> pd.DataFrame:
+    """The group's rows, only the ``columns`` the suite looks at, strings as Python objects
+    (Great Expectations filters the frame once per expectation; object columns take fastest)."""
+    keep = [c for c in columns if c in names(parts[0])]
+    if isinstance(parts[0], pa.Table):
+        try:
+            table = pa.concat_tables([t.select(keep) for t in parts], promote_options="permissive")
+            frame = table.to_pandas()
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # types that Arrow will not unify
+            frame = pd.concat([t.select(keep).to_pandas() for t in parts], ignore_index=True)
+    else:
+        frame = pd.concat([p[keep] for p in parts], ignore_index=True)
+    for col in frame.columns:
+        if pd.api.types.is_string_dtype(frame[col].dtype) and frame[col].dtype != object:
+            frame[col] = frame[col].astype("category")
+    return frame
+
+
+def validate_days(
+    frames: Mapping[dt.date, Frame],
+    columns: Iterable[str],
+    build_rules,
+    prepare=None,
+) -> dict[dt.date, list[dict[str, Any]]]:
+    """Validates every non-empty day: one GX call per schema (the presence and kind of the
+    ``columns`` the suite looks at, so normally one call in all); returns each day's outcomes."""
+    columns = list(dict.fromkeys(columns))
+    out: dict[dt.date, list[dict[str, Any]]] = {day: [] for day in frames}
+    groups: dict[tuple, list[dt.date]] = {}
+    for day, frame in frames.items():
+        if len(frame):
+            signature = _kinds(frame, columns)
+            groups.setdefault(signature, []).append(day)
+    for signature, days in groups.items():
+        parts = [frames[d] for d in days]
+        rows = np.array([len(p) for p in parts])
+        frame = _concat(parts, columns)
+        for col, kind in zip(columns, signature, strict=True):
+            if kind == "numeric" and not is_numeric(frame, col):  # numbers joined all-null days
+                frame[col] = pd.to_numeric(frame[col])
+        codes = np.repeat(np.arange(len(days)), rows)
+        frame[DAY_COLUMN] = pd.DatetimeIndex([pd.Timestamp(d, tz="UTC") for d in days])[codes]
+        if prepare is not None:
+            prepare(frame)
+        rules = build_rules(frame)
+        for rule, res in zip(rules, run_suite(frame, rules), strict=True):
+            for day, outcome in zip(days, _per_day(rule, res, frame, codes, rows), strict=True):
+                out[day].append(outcome)
+    return out
+
+
+def _per_day(rule: Rule, res: Any, frame: pd.DataFrame, codes: np.ndarray, rows: np.ndarray):
+    """Splits one GX result into one outcome per day (in the order of ``rows``)."""
+    result = res.result or {}
+    if res.exception_info and res.exception_info.get("raised_exception"):
+        message = res.exception_info.get("exception_message") or "raised an exception"
+        return [
+            outcome(rule, success=False, observed_value=f"error: {message}",
+                     element_count=int(n), unexpected_count=None, sample_unexpected=[])
+            for n in rows
+        ]  # fmt: skip
+    if "unexpected_index_list" not in result:  # a table-level expectation: one answer for all
+        observed = result.get("observed_value")
+        if observed is None and rule.expectation.expectation_type == "expect_column_to_exist":
+            observed = "present" if res.success else "missing"
+        details = result.get("details", {}).get("mismatched")
+        # A missing or mistyped column makes every row of the day unusable; a mistyped one's
+        # first values are the samples.
+        whole = not res.success and rule.column is not None
+        offsets = np.cumsum(rows) - rows
+        out = []
+        for off, n in zip(offsets, rows, strict=True):
+            sample = plain(details) if details else []
+            if whole and rule.column in frame.columns:
+                sample = frame[rule.column].iloc[off : off + min(n, SAMPLE_SIZE)].tolist()
+            out.append(
+                outcome(rule, success=bool(res.success), observed_value=observed,
+                         element_count=int(n), unexpected_count=int(n) if whole else None,
+                         sample_unexpected=sample)
+            )  # fmt: skip
+        return out
+    idx = np.asarray(result.get("unexpected_index_list") or [], dtype=np.int64)
+    day_of = codes[idx]
+    counts = np.bincount(day_of, minlength=len(rows))
+    order = np.argsort(day_of, kind="stable")
+    starts = np.searchsorted(day_of[order], np.arange(len(rows)))
+    columns = list(rule.samples_from or (rule.column,))
+    out = []
+    for d, n in enumerate(rows):
+        k, values = int(counts[d]), []
+        if k:
+            sel = idx[order[starts[d] : starts[d] + min(k, SAMPLE_SIZE)]]
+            sample = frame[columns].iloc[sel]
+            values = sample.iloc[:, 0].tolist() if len(columns) == 1 else sample.to_dict("records")
+        out.append(
+            outcome(
+                rule,
+                success=k <= rule.max_fraction * n,
+                observed_value=round(k / n, 4) if n else None,
+                element_count=int(n),
+                unexpected_count=k,
+                sample_unexpected=values,
+            )
+        )
+    return out
+
+
+def is_numeric(frame: pd.DataFrame, col: str) -> bool:
+    dtype = frame[col].dtype
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
