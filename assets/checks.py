@@ -35,6 +35,7 @@ from pipeline.expectations import ERROR, WARN, DayVerdict
 from resources import FlywheelStorage, TaskSource
 
 SEVERITY = {ERROR: AssetCheckSeverity.ERROR, WARN: AssetCheckSeverity.WARN}
+LOGGED_DAYS = 10  # failed days named in the run log's warning
 
 
 def verdict_store(storage: FlywheelStorage) -> VerdictStore:
@@ -97,8 +98,11 @@ def _report(
     fails at its worst failed expectation's severity: ERROR blocks, WARN only warns."""
     (spec,) = context.check_specs
     bad = [f"{v.day}: {'; '.join(v.reasons())}" for v in verdicts if v.failures()]
-    if bad:
-        context.log.warning(f"{spec.name} failed on {len(bad)} day(s): " + " | ".join(bad))
+    if bad:  # a long range may fail on many days: the first ones here, every one in the UI
+        more = f" | ... and {len(bad) - LOGGED_DAYS} more day(s)" if len(bad) > LOGGED_DAYS else ""
+        context.log.warning(
+            f"{spec.name} failed on {len(bad)} day(s): " + " | ".join(bad[:LOGGED_DAYS]) + more
+        )
     single = context.has_partition_key  # False for a range run, even of one day
     for v in verdicts:
         severity = _severity(v)

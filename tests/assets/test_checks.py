@@ -11,17 +11,24 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
 
-from assets.checks import cleaned_features_expectations, raw_data_expectations
+from assets.checks import (
+    LOGGED_DAYS,
+    _report,
+    cleaned_features_expectations,
+    raw_data_expectations,
+)
 from assets.data import cleaned_features, raw_data
 from assets.deployment import deployed_model
 from assets.training import evaluation_report, trained_model
-from pipeline.checks import UNASSIGNED_FILE
+from pipeline.checks import UNASSIGNED_FILE, VerdictStore
+from pipeline.expectations import DayVerdict
 from pipeline.registry import ModelRegistry
 from resources import FlywheelStorage, JsonIOManager, TaskSource
 from tests.conftest import CHURN_START, make_churn_frame, write_churn_task
@@ -273,3 +280,22 @@ def test_training_leaves_out_failed_days_and_reports_them(env):
     assert "min_train_days 8" in str(failure.step_failure_data.error)
     assert BAD_DAY.isoformat() in str(failure.step_failure_data.error)
     assert ModelRegistry(home / "models").champion() == champion
+
+
+def test_the_run_log_names_the_first_failed_days_and_counts_the_rest(tmp_path):
+    """A long range failing on many days logs one bounded line; the UI has every day."""
+    (spec,) = raw_data_expectations.check_specs
+    logged: list[str] = []
+    context = SimpleNamespace(
+        check_specs=[spec], has_partition_key=True, log=SimpleNamespace(warning=logged.append)
+    )
+    days = [CHURN_START + dt.timedelta(days=i) for i in range(LOGGED_DAYS + 2)]
+    failed = {"rule": "'usage' within [0, 500]", "severity": "WARN", "success": False,
+              "column": "usage", "observed_value": 0.5, "element_count": 2,
+              "unexpected_count": 1, "sample_unexpected": [9999.0]}  # fmt: skip
+    verdicts = [DayVerdict("raw_data", day, 2, [failed]) for day in days]
+    results = list(_report(context, verdicts, VerdictStore(tmp_path)))
+    assert [r.passed for r in results] == [False] * len(days)
+    (line,) = logged
+    assert f"failed on {len(days)} day(s)" in line and "... and 2 more day(s)" in line
+    assert days[LOGGED_DAYS - 1].isoformat() in line and days[-1].isoformat() not in line
