@@ -32,6 +32,7 @@ from pipeline.checks import (
     check_raw_days,
 )
 from pipeline.expectations import ERROR, WARN, DayVerdict
+from pipeline.lifecycle import md_text
 from resources import FlywheelStorage, TaskSource
 
 SEVERITY = {ERROR: AssetCheckSeverity.ERROR, WARN: AssetCheckSeverity.WARN}
@@ -44,7 +45,7 @@ def verdict_store(storage: FlywheelStorage) -> VerdictStore:
 
 
 def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")[:200]
+    return md_text(value)[:200]
 
 
 def _severity(verdict: DayVerdict) -> str | None:

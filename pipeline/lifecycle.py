@@ -63,12 +63,17 @@ def choose_window(
     return Window(train, holdout)
 
 
+def md_text(value: Any) -> str:
+    """``value`` as text that fits in one Markdown table cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def _md_cell(value: Any) -> str:
     if isinstance(value, float):
         return "" if value != value else f"{value:.6g}"  # NaN: empty
     if value is None or value is pd.NA or value is pd.NaT:
         return ""
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return md_text(value)
 
 
 def preview(frame: pd.DataFrame, rows: int = 5) -> str:

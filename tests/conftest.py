@@ -60,6 +60,15 @@ CHURN_TASK = {
     },
     "exclude": ["support_calls_after", "customer_id"],
 }
+# The data-check keys a task file may add (``key:`` and ``checks:``), as the check tests use them.
+CHURN_CHECKS = {
+    "key": ["customer_id"],
+    "checks": {
+        "usage": {"range": [0, 500]},
+        "plan": {"allowed": ["basic", "plus", "pro"]},
+        "churned": {"allowed": ["YES", "NO"]},
+    },
+}
 
 
 def write_churn_task(root: Path, **task_keys) -> Path:

@@ -31,18 +31,10 @@ from pipeline.checks import UNASSIGNED_FILE, VerdictStore
 from pipeline.expectations import DayVerdict
 from pipeline.registry import ModelRegistry
 from resources import FlywheelStorage, JsonIOManager, TaskSource
-from tests.conftest import CHURN_START, make_churn_frame, write_churn_task
+from tests.conftest import CHURN_CHECKS, CHURN_START, make_churn_frame, write_churn_task
 
 DATA_ASSETS = [raw_data, cleaned_features, raw_data_expectations, cleaned_features_expectations]
 TRAIN_ASSETS = [trained_model, evaluation_report, deployed_model]
-RULES = {
-    "key": ["customer_id"],
-    "checks": {
-        "usage": {"range": [0, 500]},
-        "plan": {"allowed": ["basic", "plus", "pro"]},
-        "churned": {"allowed": ["YES", "NO"]},
-    },
-}
 LAST = CHURN_START + dt.timedelta(days=20)
 RUN_DAYS = [LAST - dt.timedelta(days=i) for i in (2, 1, 0)]
 BAD_DAY = RUN_DAYS[1]
@@ -85,7 +77,7 @@ def _train_config(**extra):
 def seeded(tmp_path_factory) -> Path:
     """Three clean weeks of raw_data and cleaned_features, checked, and a champion."""
     root = tmp_path_factory.mktemp("seeded")
-    task = write_churn_task(root, **RULES)
+    task = write_churn_task(root, **CHURN_CHECKS)
     all_days = [CHURN_START + dt.timedelta(days=i) for i in range(21)]
     assert _run(root / "home", task, DATA_ASSETS, all_days).success
     result = _run(root / "home", task, TRAIN_ASSETS, None, _train_config())

@@ -15,16 +15,11 @@ from pipeline.cleaning import QUARANTINE_REASON, clean_day
 from pipeline.expectations import ERROR, SAMPLE_SIZE, WARN
 from pipeline.sources import FilesSource, SourceError
 from pipeline.task import ColumnRule, TaskSpecError, parse_task
-from tests.conftest import CHURN_START, CHURN_TASK, make_churn_frame
+from tests.conftest import CHURN_CHECKS, CHURN_START, CHURN_TASK, make_churn_frame
 
 RULES = {
-    "key": ["customer_id"],
-    "checks": {
-        "usage": {"range": [0, 500]},
-        "plan": {"allowed": ["basic", "plus", "pro"]},
-        "churned": {"allowed": ["YES", "NO"]},
-        "tenure": {"max_null_fraction": 0.1},
-    },
+    **CHURN_CHECKS,
+    "checks": {**CHURN_CHECKS["checks"], "tenure": {"max_null_fraction": 0.1}},
 }
 DAYS = [CHURN_START + dt.timedelta(days=i) for i in range(3)]
 BAD_DAY = DAYS[1]
