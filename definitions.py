@@ -36,7 +36,7 @@ from assets.deployment import deployed_model
 from assets.feedback import build_feedback_sensor, feedback_job, user_feedback
 from assets.partitions import daily_partitions
 from assets.training import evaluation_report, trained_model
-from pipeline.feedback import sqlite_url
+from pipeline.feedback.store import sqlite_url
 from resources import FeedbackStoreResource, FlywheelStorage, JsonIOManager, TaskSource
 
 PROJECT_DIR = Path(__file__).resolve().parent

@@ -25,14 +25,14 @@ from dagster import (
 
 from assets.data import cleaned_features, raw_data
 from assets.partitions import daily_partitions
-from pipeline.checks import (
+from pipeline.checks.suites import (
     VerdictStore,
     champion_vocabularies,
     check_feature_days,
     check_raw_days,
 )
-from pipeline.expectations import ERROR, WARN, DayVerdict
-from pipeline.lifecycle import md_text
+from pipeline.checks.engine import ERROR, WARN, DayVerdict
+from pipeline.steps import md_text
 from resources import FlywheelStorage, TaskSource
 
 SEVERITY = {ERROR: AssetCheckSeverity.ERROR, WARN: AssetCheckSeverity.WARN}

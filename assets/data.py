@@ -14,8 +14,8 @@ from dagster import (
 )
 
 from assets.partitions import daily_partitions, partition_days
-from pipeline.lifecycle import build_features_day, ingest_day, keep_unassigned, preview
-from pipeline.storage import CachedReader
+from pipeline.steps import build_features_day, ingest_day, keep_unassigned, preview
+from pipeline.data.storage import CachedReader
 from resources import FlywheelStorage, TaskSource
 
 # cleaned_features[D] reads raw_data[D] and, for lagged rates, up to this many earlier days.

@@ -5,7 +5,7 @@ from typing import Any
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from pipeline.lifecycle import deploy
+from pipeline.steps import deploy
 from resources import FlywheelStorage
 
 

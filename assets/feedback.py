@@ -34,9 +34,9 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipeline.feedback import clean_feedback
-from pipeline.lifecycle import preview
-from pipeline.storage import write_parquet_atomic
+from pipeline.feedback.store import clean_feedback
+from pipeline.steps import preview
+from pipeline.data.storage import write_parquet_atomic
 from resources import FeedbackStoreResource, FlywheelStorage, TaskSource
 
 RUN_KEY_TAG = "flywheel/feedback_run_key"

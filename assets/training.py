@@ -10,8 +10,8 @@ from pydantic import Field
 from assets.checks import verdict_store
 from assets.data import cleaned_features
 from assets.feedback import feedback_examples_path, user_feedback
-from pipeline.lifecycle import evaluate_version, train_version
-from pipeline.training import TrainParams
+from pipeline.steps import evaluate_version, train_version
+from pipeline.model.training import TrainParams
 from resources import FlywheelStorage, TaskSource
 
 _DEFAULTS = TrainParams()

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.cleaning import clean_day
-from pipeline.sources import make_source
+from pipeline.data.cleaning import clean_day
+from pipeline.data.sources import make_source
 from pipeline.task import TaskSpec
 
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent / "results"

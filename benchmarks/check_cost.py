@@ -38,8 +38,8 @@ from benchmarks._common import (
     spread,
     write_results,
 )
-from pipeline.checks import VerdictStore, check_feature_days, check_raw_days
-from pipeline.storage import PartitionStore
+from pipeline.checks.suites import VerdictStore, check_feature_days, check_raw_days
+from pipeline.data.storage import PartitionStore
 from pipeline.task import load_task
 from resources import FlywheelStorage, JsonIOManager, TaskSource
 

@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests/ser
 from dagster import DagsterInstance, RunsFilter
 
 from assets.feedback import RUN_KEY_TAG, run_key
-from pipeline.cleaning import compute_labels
-from pipeline.feedback import FeedbackStore, sqlite_url
-from pipeline.lifecycle import train_version
-from pipeline.serving import create_app, records_for_api
-from pipeline.storage import PartitionStore
-from pipeline.training import TrainParams
+from pipeline.data.cleaning import compute_labels
+from pipeline.feedback.store import FeedbackStore, sqlite_url
+from pipeline.steps import train_version
+from pipeline.serving.app import create_app, records_for_api
+from pipeline.data.storage import PartitionStore
+from pipeline.model.training import TrainParams
 from tests.pipeline.test_serving import Server
 from tests.servers import start_dagster, wait_until
 

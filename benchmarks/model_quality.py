@@ -35,10 +35,10 @@ from scipy import sparse
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.features import Preprocessor
-from pipeline.metrics import roc_auc
+from pipeline.model.features import Preprocessor
+from pipeline.model.metrics import roc_auc
 from pipeline.task import LABEL_COLUMN, TaskSpec, load_task
-from pipeline.training import TrainParams, predict_frame, train_model
+from pipeline.model.training import TrainParams, predict_frame, train_model
 
 CUTOFFS = (dt.date(2013, 3, 1), dt.date(2013, 6, 1), dt.date(2013, 9, 1), dt.date(2013, 12, 1))
 GOAL_AUC = 0.745

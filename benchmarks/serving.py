@@ -36,14 +36,14 @@ from _common import (
     write_results,
 )
 
-from pipeline.cleaning import clean_day
-from pipeline.lifecycle import build_features_day, ingest_day, train_version
-from pipeline.registry import ModelRegistry
-from pipeline.serving import load_served, records_for_api
-from pipeline.sources import make_source
-from pipeline.storage import PartitionStore
+from pipeline.data.cleaning import clean_day
+from pipeline.steps import build_features_day, ingest_day, train_version
+from pipeline.model.registry import ModelRegistry
+from pipeline.serving.app import load_served, records_for_api
+from pipeline.data.sources import make_source
+from pipeline.data.storage import PartitionStore
 from pipeline.task import load_task
-from pipeline.training import TrainParams
+from pipeline.model.training import TrainParams
 
 SERVE_DAY = dt.date(2025, 6, 12)
 

@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.feedback import FeedbackError, SchemaError
-from pipeline.registry import ModelRegistry, ModelVersionError
+from pipeline.feedback.store import FeedbackError, SchemaError
+from pipeline.model.registry import ModelRegistry, ModelVersionError
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:
@@ -82,7 +82,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _feedback_store(args: argparse.Namespace):
-    from pipeline.feedback import FeedbackStore, sqlite_url
+    from pipeline.feedback.store import FeedbackStore, sqlite_url
 
     return FeedbackStore(args.feedback_url or sqlite_url(args.home))
 
@@ -90,7 +90,7 @@ def _feedback_store(args: argparse.Namespace):
 def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
-    from pipeline.serving import create_app, run
+    from pipeline.serving.app import create_app, run
 
     # Small models answer fastest on one thread; requests run in parallel on uvicorn's pool.
     torch.set_num_threads(args.torch_threads)
@@ -112,7 +112,7 @@ def cmd_feedback_upgrade(args: argparse.Namespace) -> int:
 def cmd_feedback_import(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.feedback import read_feedback_file
+    from pipeline.feedback.store import read_feedback_file
 
     path = Path(args.file)
     frame = read_feedback_file(path)
@@ -129,7 +129,7 @@ def cmd_feedback_import(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from pipeline.simulate import recent_rows, simulate
+    from pipeline.feedback.simulate import recent_rows, simulate
     from pipeline.task import load_task
 
     spec = load_task(args.task or None)

@@ -5,7 +5,7 @@ from functools import lru_cache
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipeline.feedback import FeedbackStore
+from pipeline.feedback.store import FeedbackStore
 
 
 @lru_cache(maxsize=8)

@@ -5,8 +5,8 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipeline.registry import ModelRegistry
-from pipeline.storage import PartitionStore
+from pipeline.model.registry import ModelRegistry
+from pipeline.data.storage import PartitionStore
 
 
 class FlywheelStorage(ConfigurableResource):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipeline.sources import Source, make_source
+from pipeline.data.sources import Source, make_source
 from pipeline.task import TaskSpec, load_task
 
 

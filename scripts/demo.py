@@ -17,8 +17,8 @@ from dagster._core.storage.tags import (
 )
 
 from definitions import FLYWHEEL_HOME, defs
-from pipeline.lifecycle import days_ending
-from pipeline.training import TrainParams
+from pipeline.steps import days_ending
+from pipeline.model.training import TrainParams
 from resources import FlywheelStorage
 
 

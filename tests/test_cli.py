@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from pipeline.cli import main
-from pipeline.features import Preprocessor
-from pipeline.model import FlywheelModule
-from pipeline.registry import ModelRegistry
+from pipeline.model.features import Preprocessor
+from pipeline.model.network import FlywheelModule
+from pipeline.model.registry import ModelRegistry
 
 
 @pytest.fixture

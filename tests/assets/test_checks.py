@@ -27,9 +27,9 @@ from assets.checks import (
 from assets.data import cleaned_features, raw_data
 from assets.deployment import deployed_model
 from assets.training import evaluation_report, trained_model
-from pipeline.checks import UNASSIGNED_FILE, VerdictStore
-from pipeline.expectations import DayVerdict
-from pipeline.registry import ModelRegistry
+from pipeline.checks.suites import UNASSIGNED_FILE, VerdictStore
+from pipeline.checks.engine import DayVerdict
+from pipeline.model.registry import ModelRegistry
 from resources import FlywheelStorage, JsonIOManager, TaskSource
 from tests.conftest import CHURN_CHECKS, CHURN_START, make_churn_frame, write_churn_task
 

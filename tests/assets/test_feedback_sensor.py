@@ -18,9 +18,9 @@ from assets.feedback import (
     feedback_examples_path,
     user_feedback,
 )
-from pipeline.feedback import FeedbackStore, feedback, sqlite_url
-from pipeline.serving import records_for_api
-from pipeline.storage import PartitionStore
+from pipeline.feedback.store import FeedbackStore, feedback, sqlite_url
+from pipeline.serving.app import records_for_api
+from pipeline.data.storage import PartitionStore
 from resources import FeedbackStoreResource, FlywheelStorage, TaskSource
 from tests.pipeline.test_serving import SERVE_DAY, build_home
 

@@ -15,7 +15,7 @@ from dagster._core.storage.tags import (
 from assets.data import cleaned_features, raw_data
 from assets.deployment import deployed_model
 from assets.training import evaluation_report, trained_model
-from pipeline.registry import ModelRegistry
+from pipeline.model.registry import ModelRegistry
 from tests.conftest import flywheel_resources, make_churn_frame
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from assets.feedback import RUN_KEY_TAG, run_key
-from pipeline.feedback import FeedbackStore, sqlite_url
-from pipeline.serving import create_app
+from pipeline.feedback.store import FeedbackStore, sqlite_url
+from pipeline.serving.app import create_app
 from tests.pipeline.test_serving import SERVE_DAY, Server, build_home, serve_rows
 from tests.servers import dagster_stack, wait_until
 
@@ -75,6 +75,6 @@ def test_feedback_retrains_and_the_app_serves_the_new_champion(tmp_path):
 
 
 def _raw_labels(home) -> list[str]:
-    from pipeline.storage import PartitionStore
+    from pipeline.data.storage import PartitionStore
 
     return PartitionStore(home / "raw_data").read(SERVE_DAY)["churned"].tolist()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.registry import ModelRegistry
+from pipeline.model.registry import ModelRegistry
 from tests.integration.conftest import (
     YESTERDAY,
     schedule_ticks,

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import expectations
-from pipeline.checks import VerdictStore, validate_features, validate_raw
-from pipeline.cleaning import QUARANTINE_REASON, clean_day
-from pipeline.expectations import ERROR, SAMPLE_SIZE, WARN
-from pipeline.sources import FilesSource, SourceError
+from pipeline.checks import engine as expectations
+from pipeline.checks.suites import VerdictStore, validate_features, validate_raw
+from pipeline.data.cleaning import QUARANTINE_REASON, clean_day
+from pipeline.checks.engine import ERROR, SAMPLE_SIZE, WARN
+from pipeline.data.sources import FilesSource, SourceError
 from pipeline.task import ColumnRule, TaskSpecError, parse_task
 from tests.conftest import CHURN_CHECKS, CHURN_START, CHURN_TASK, make_churn_frame
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cleaning import QUARANTINE_REASON, CleaningError, clean_day, lagged_rates
+from pipeline.data.cleaning import QUARANTINE_REASON, CleaningError, clean_day, lagged_rates
 from pipeline.task import load_task, parse_task
 from tests.conftest import CHURN_TASK
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.features import OOV_INDEX, Preprocessor
+from pipeline.model.features import OOV_INDEX, Preprocessor
 
 
 def _frame():

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline import cli
-from pipeline.feedback import (
+from pipeline.feedback.store import (
     SCHEMA_VERSION,
     ConflictingFeedback,
     FeedbackError,

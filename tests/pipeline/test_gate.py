@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.lifecycle import decide
+from pipeline.steps import decide
 
 
 def report(auc: float, champion_auc: float | None = None, champion_error: str | None = None):

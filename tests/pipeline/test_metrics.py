@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from pipeline import metrics
+from pipeline.model import metrics
 
 
 @pytest.fixture(params=[0, 1, 2])

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.features import Preprocessor
-from pipeline.model import FlywheelModule
-from pipeline.registry import ModelRegistry, ModelVersionError
+from pipeline.model.features import Preprocessor
+from pipeline.model.network import FlywheelModule
+from pipeline.model.registry import ModelRegistry, ModelVersionError
 
 
 def _save(registry: ModelRegistry, seed: int = 0) -> str:

@@ -16,12 +16,12 @@ import pytest
 import uvicorn
 import yaml
 
-from pipeline.cleaning import clean_day
-from pipeline.features import Preprocessor
-from pipeline.feedback import FeedbackStore, sqlite_url
-from pipeline.lifecycle import build_features_day, ingest_day, train_version
-from pipeline.registry import ModelRegistry
-from pipeline.serving import (
+from pipeline.data.cleaning import clean_day
+from pipeline.model.features import Preprocessor
+from pipeline.feedback.store import FeedbackStore, sqlite_url
+from pipeline.steps import build_features_day, ingest_day, train_version
+from pipeline.model.registry import ModelRegistry
+from pipeline.serving.app import (
     MAX_BODY_BYTES,
     CompiledFeatures,
     create_app,
@@ -29,10 +29,10 @@ from pipeline.serving import (
     records_for_api,
     serving_document,
 )
-from pipeline.sources import make_source
-from pipeline.storage import PartitionStore
+from pipeline.data.sources import make_source
+from pipeline.data.storage import PartitionStore
 from pipeline.task import load_task
-from pipeline.training import TrainParams
+from pipeline.model.training import TrainParams
 from tests.conftest import CHURN_START, CHURN_TASK, make_churn_frame
 
 SERVE_DAY = CHURN_START + dt.timedelta(days=17)  # the day after the first version's holdout

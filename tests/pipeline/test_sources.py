@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.sources import FilesSource, NycFlights13Source, SourceError, replay_day
+from pipeline.data.sources import FilesSource, NycFlights13Source, SourceError, replay_day
 from pipeline.task import load_task
 from tests.conftest import CHURN_TASK, make_churn_frame
 

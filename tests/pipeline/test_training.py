@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.cleaning import clean_day
-from pipeline.metrics import roc_auc
+from pipeline.data.cleaning import clean_day
+from pipeline.model.metrics import roc_auc
 from pipeline.task import parse_task
-from pipeline.training import TrainingError, TrainParams, predict_frame, time_split, train_model
+from pipeline.model.training import TrainingError, TrainParams, predict_frame, time_split, train_model
 from tests.conftest import CHURN_START, CHURN_TASK, make_churn_frame
 
 SPEC = parse_task({**CHURN_TASK, "source": {"kind": "files", "path": "x"}})

@@ -28,8 +28,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pipeline.cleaning import QUARANTINE_REASON, clean_day, parse_timestamps
-from pipeline.storage import PartitionStore
+from pipeline.data.cleaning import QUARANTINE_REASON, clean_day, parse_timestamps
+from pipeline.data.storage import PartitionStore
 from pipeline.task import LABEL_COLUMN, TaskSpec
 
 SCHEMA_VERSION = 1

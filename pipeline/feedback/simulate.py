@@ -14,10 +14,10 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from pipeline.cleaning import compute_labels
-from pipeline.serving import records_for_api
-from pipeline.sources import make_source
-from pipeline.storage import PartitionStore
+from pipeline.data.cleaning import compute_labels
+from pipeline.serving.app import records_for_api
+from pipeline.data.sources import make_source
+from pipeline.data.storage import PartitionStore
 from pipeline.task import TaskSpec
 
 

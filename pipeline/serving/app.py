@@ -27,17 +27,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.cleaning import lagged_rates
-from pipeline.features import OOV_INDEX, Preprocessor
-from pipeline.feedback import (
+from pipeline.data.cleaning import lagged_rates
+from pipeline.model.features import OOV_INDEX, Preprocessor
+from pipeline.feedback.store import (
     ConflictingFeedback,
     FeedbackError,
     FeedbackStore,
     UnknownPrediction,
     validate_feedback,
 )
-from pipeline.registry import LoadedModel, ModelRegistry, ModelVersionError
-from pipeline.storage import PartitionStore
+from pipeline.model.registry import LoadedModel, ModelRegistry, ModelVersionError
+from pipeline.data.storage import PartitionStore
 from pipeline.task import TaskSpec, parse_task
 
 MAX_BATCH = 1000

@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from pipeline.features import Preprocessor
-from pipeline.model import FlywheelModule
+from pipeline.model.features import Preprocessor
+from pipeline.model.network import FlywheelModule
 
 CORE_FILES = ("weights.pt", "preprocessing.json", "hparams.json", "training.json")
 

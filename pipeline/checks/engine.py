@@ -8,7 +8,7 @@ validation per day would cost ~73 ms each, ~50 s over a 365-day backfill;
 
 Each day gets a :class:`DayVerdict`: every expectation (a :class:`Rule`) with its observed value,
 its unexpected count and up to :data:`SAMPLE_SIZE` sample bad values, at a severity chosen on
-purpose: ``ERROR`` (blocking) or ``WARN``. The suites themselves are in :mod:`pipeline.checks`.
+purpose: ``ERROR`` (blocking) or ``WARN``. The suites themselves are in :mod:`pipeline.checks.suites`.
 """
 
 from __future__ import annotations

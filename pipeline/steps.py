@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import metrics
-from pipeline.checks import unassigned_path
-from pipeline.cleaning import clean_day
-from pipeline.registry import ModelRegistry, ModelVersionError
-from pipeline.serving import serving_document
-from pipeline.sources import Source
-from pipeline.storage import CachedReader, PartitionStore, write_parquet_atomic
+from pipeline.model import metrics
+from pipeline.checks.suites import unassigned_path
+from pipeline.data.cleaning import clean_day
+from pipeline.model.registry import ModelRegistry, ModelVersionError
+from pipeline.serving.app import serving_document
+from pipeline.data.sources import Source
+from pipeline.data.storage import CachedReader, PartitionStore, write_parquet_atomic
 from pipeline.task import LABEL_COLUMN, TaskSpec
-from pipeline.training import TrainingError, TrainParams, predict_frame, train_model
+from pipeline.model.training import TrainingError, TrainParams, predict_frame, train_model
 
 
 class EvaluationError(RuntimeError):

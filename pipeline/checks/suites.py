@@ -3,7 +3,7 @@
 The suites come from the task spec (its columns, its ``checks:`` rules and its ``key:``), so a
 user's own data gets checks with no code change. :func:`validate_raw` and
 :func:`validate_features` validate all of a run's days with one Great Expectations call each
-(:mod:`pipeline.expectations`) and give every day a :class:`DayVerdict`, at a severity chosen on
+(:mod:`pipeline.checks.engine`) and give every day a :class:`DayVerdict`, at a severity chosen on
 purpose per expectation: ``ERROR`` (a schema break, a null label, an over-threshold quarantine;
 blocking) or ``WARN`` (drift and soft limits). :class:`VerdictStore` keeps each day's latest
 verdict as JSON, so that training can leave out the days whose latest blocking check failed.
@@ -24,8 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.cleaning import QUARANTINE_REASON, parse_timestamps
-from pipeline.expectations import (
+from pipeline.data.cleaning import QUARANTINE_REASON, parse_timestamps
+from pipeline.checks.engine import (
     DAY_COLUMN,
     ERROR,
     SAMPLE_SIZE,
@@ -39,11 +39,11 @@ from pipeline.expectations import (
     outcome,
     validate_days,
 )
-from pipeline.storage import PartitionStore
+from pipeline.data.storage import PartitionStore
 from pipeline.task import LABEL_COLUMN, TaskSpec
 
 if TYPE_CHECKING:
-    from pipeline.registry import ModelRegistry
+    from pipeline.model.registry import ModelRegistry
 
 ROW_COUNT_FACTOR = 3.0  # a day's rows within [median / 3, median * 3] of the trailing days
 TRAILING_DAYS = 7

@@ -15,9 +15,9 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from pipeline.features import Preprocessor
-from pipeline.metrics import best_f1_threshold
-from pipeline.model import FlywheelDataModule, FlywheelModule
+from pipeline.model.features import Preprocessor
+from pipeline.model.metrics import best_f1_threshold
+from pipeline.model.network import FlywheelDataModule, FlywheelModule
 from pipeline.task import LABEL_COLUMN, TaskSpec
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
