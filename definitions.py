@@ -1,94 +1,177 @@
-"""Flywheel's one ``Definitions``: assets, jobs and the resources chosen from the environment.
+"""Flywheel's one ``Definitions``: assets, checks, jobs, schedules, sensors and the resources,
+chosen from the environment here and nowhere else.
 
 Environment (all optional):
     FLYWHEEL_HOME        where Flywheel writes its files (default: ``.flywheel/`` here)
     FLYWHEEL_TASK        a YAML task file (default: the built-in flights task)
-    FLYWHEEL_START_DATE  first daily partition (default 2025-01-01; read in assets/partitions.py)
-    FLYWHEEL_RETRAIN_CRON, FLYWHEEL_TIMEZONE, FLYWHEEL_RETRAIN_CONFIG
-                         the nightly retrain (read in assets/automation.py)
+    FLYWHEEL_START_DATE  first daily partition (default 2025-01-01)
+    FLYWHEEL_RETRAIN_CRON, FLYWHEEL_TIMEZONE
+                         when ``nightly_retrain`` runs (default ``0 2 * * *`` in UTC)
+    FLYWHEEL_RETRAIN_CONFIG  a YAML file of run config merged into every nightly run (for
+                         example ``ops: {trained_model: {config: {epochs: 10}}}``)
+    FLYWHEEL_RETRAIN_DEFAULT_STATUS  ``running`` (default) or ``stopped``: the schedule's state
+                         until someone switches it in the UI
     FLYWHEEL_FEEDBACK_URL  SQLAlchemy URL of the feedback store (default: SQLite in FLYWHEEL_HOME)
     FLYWHEEL_FEEDBACK_MIN_NEW, FLYWHEEL_FEEDBACK_MAX_WAIT_MINUTES,
     FLYWHEEL_FEEDBACK_INTERVAL_SECONDS
                          the feedback sensor's thresholds (defaults 100 rows, 60 min, 30 s)
     FLYWHEEL_FEEDBACK_RUN_CONFIG  JSON run config merged into each feedback run's
     FLYWHEEL_FEEDBACK_SENSOR  "running" starts the feedback sensor without a click
+
+The layers are described in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dagster import (
-    AssetSelection,
+    DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
     EnvVar,
-    define_asset_job,
     in_process_executor,
 )
 
-from assets.automation import nightly_job, nightly_retrain
-from assets.checks import cleaned_features_expectations, raw_data_expectations
-from assets.data import cleaned_features, raw_data
-from assets.deployment import deployed_model
-from assets.feedback import build_feedback_sensor, feedback_job, user_feedback
-from assets.partitions import daily_partitions
-from assets.training import evaluation_report, trained_model
-from pipeline.feedback.store import sqlite_url
-from resources import FeedbackStoreResource, FlywheelStorage, JsonIOManager, TaskSource
+# Flywheel uses these Beta and Preview features on purpose: single-run backfills, a lagged
+# dependency that may reach before the first partition, and checks partitioned like their
+# assets. Their warnings would show in every terminal and run log; hide exactly these.
+for _message in (
+    r"Parameter `backfill_policy` of function `asset` is currently in beta",
+    r"Parameter `allow_nonexistent_upstream_partitions` of initializer"
+    r" `TimeWindowPartitionMapping.__init__` is currently in beta",
+    r"Specifying a partitions_def on an AssetCheckSpec is currently in preview",
+):
+    warnings.filterwarnings("ignore", message=_message)
+
+from assets.automation import (  # noqa: E402 (after the filters, which must come first)
+    DEFAULT_CRON,
+    DEFAULT_TIMEZONE,
+    build_nightly_retrain,
+    load_run_config,
+)
+from assets.checks import build_data_checks  # noqa: E402
+from assets.data import build_data_assets  # noqa: E402
+from assets.deployment import deployed_model  # noqa: E402
+from assets.feedback import user_feedback  # noqa: E402
+from assets.jobs import data_job, feedback_job, nightly_job, training_job  # noqa: E402
+from assets.partitions import DEFAULT_START_DATE, daily_partitions  # noqa: E402
+from assets.sensors import build_feedback_sensor  # noqa: E402
+from assets.training import evaluation_report, trained_model  # noqa: E402
+from pipeline.home import FlywheelHome  # noqa: E402
+from resources import (  # noqa: E402
+    FeedbackStoreResource,
+    FlywheelStorage,
+    JsonIOManager,
+    TaskSource,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parent
-FLYWHEEL_HOME = os.environ.get("FLYWHEEL_HOME") or str(PROJECT_DIR / ".flywheel")
-FLYWHEEL_TASK = os.environ.get("FLYWHEEL_TASK", "")
-feedback_store = FeedbackStoreResource(
-    url=EnvVar("FLYWHEEL_FEEDBACK_URL")  # may hold a password: resolved at run time
-    if os.environ.get("FLYWHEEL_FEEDBACK_URL")
-    else sqlite_url(FLYWHEEL_HOME)
-)
-feedback_sensor = build_feedback_sensor(
-    min_new_feedback=int(os.environ.get("FLYWHEEL_FEEDBACK_MIN_NEW", "100")),
-    max_wait_minutes=float(os.environ.get("FLYWHEEL_FEEDBACK_MAX_WAIT_MINUTES", "60")),
-    interval_seconds=int(os.environ.get("FLYWHEEL_FEEDBACK_INTERVAL_SECONDS", "30")),
-    run_config=json.loads(os.environ.get("FLYWHEEL_FEEDBACK_RUN_CONFIG") or "{}"),
-    default_status=DefaultSensorStatus.RUNNING
-    if os.environ.get("FLYWHEEL_FEEDBACK_SENSOR", "").lower() == "running"
-    else DefaultSensorStatus.STOPPED,
-)
 
-data_job = define_asset_job(
-    "data_job",
-    selection=AssetSelection.assets(raw_data, cleaned_features),
-    partitions_def=daily_partitions,
-    description="Fill daily partitions of raw_data and cleaned_features.",
-)
-training_job = define_asset_job(
-    "training_job",
-    selection=AssetSelection.assets(trained_model, evaluation_report, deployed_model),
-    description="Train a challenger, evaluate it against the champion, and run the gate.",
-)
 
-defs = Definitions(
-    assets=[
-        raw_data,
-        cleaned_features,
-        user_feedback,
-        trained_model,
-        evaluation_report,
-        deployed_model,
-    ],
-    asset_checks=[raw_data_expectations, cleaned_features_expectations],
-    jobs=[data_job, training_job, nightly_job, feedback_job],
-    schedules=[nightly_retrain],
-    sensors=[feedback_sensor],
-    # One process per run (ARCHITECTURE.md): the steps form a chain, and a process per step
-    # would import torch again for every step (seconds each; most of a 365-day backfill's time).
-    executor=in_process_executor,
-    resources={
-        "storage": FlywheelStorage(home=FLYWHEEL_HOME),
-        "task": TaskSource(task_file=FLYWHEEL_TASK),
-        "json_io_manager": JsonIOManager(home=FLYWHEEL_HOME),
-        "feedback": feedback_store,
-    },
-)
+@dataclass(frozen=True)
+class Settings:
+    """Everything the environment chooses; :meth:`from_env` is the one reader of it."""
+
+    home: str = str(PROJECT_DIR / ".flywheel")
+    task_file: str = ""
+    start_date: str = DEFAULT_START_DATE
+    retrain_cron: str = DEFAULT_CRON
+    timezone: str = DEFAULT_TIMEZONE
+    retrain_config: dict[str, Any] = field(default_factory=dict)
+    retrain_status: DefaultScheduleStatus = DefaultScheduleStatus.RUNNING
+    feedback_url_from_env: bool = False  # FLYWHEEL_FEEDBACK_URL set: resolved at run time
+    feedback_min_new: int = 100
+    feedback_max_wait_minutes: float = 60.0
+    feedback_interval_seconds: int = 30
+    feedback_run_config: dict[str, Any] = field(default_factory=dict)
+    feedback_sensor_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str, default: str) -> str:
+            return env.get(name) or default
+
+        return cls(
+            home=get("FLYWHEEL_HOME", cls.home),
+            task_file=get("FLYWHEEL_TASK", ""),
+            start_date=get("FLYWHEEL_START_DATE", DEFAULT_START_DATE),
+            retrain_cron=get("FLYWHEEL_RETRAIN_CRON", DEFAULT_CRON),
+            timezone=get("FLYWHEEL_TIMEZONE", DEFAULT_TIMEZONE),
+            retrain_config=load_run_config(env.get("FLYWHEEL_RETRAIN_CONFIG")),
+            retrain_status=DefaultScheduleStatus(
+                get("FLYWHEEL_RETRAIN_DEFAULT_STATUS", "running").upper()
+            ),
+            feedback_url_from_env=bool(env.get("FLYWHEEL_FEEDBACK_URL")),
+            feedback_min_new=int(get("FLYWHEEL_FEEDBACK_MIN_NEW", "100")),
+            feedback_max_wait_minutes=float(get("FLYWHEEL_FEEDBACK_MAX_WAIT_MINUTES", "60")),
+            feedback_interval_seconds=int(get("FLYWHEEL_FEEDBACK_INTERVAL_SECONDS", "30")),
+            feedback_run_config=json.loads(get("FLYWHEEL_FEEDBACK_RUN_CONFIG", "{}")),
+            feedback_sensor_status=DefaultSensorStatus.RUNNING
+            if get("FLYWHEEL_FEEDBACK_SENSOR", "").lower() == "running"
+            else DefaultSensorStatus.STOPPED,
+        )
+
+
+def build_defs(settings: Settings) -> Definitions:
+    """The whole project for ``settings``."""
+    partitions = daily_partitions(settings.start_date)
+    raw_data, cleaned_features = build_data_assets(partitions)
+    home = FlywheelHome.at(settings.home)
+    feedback_url: str | EnvVar = (
+        EnvVar("FLYWHEEL_FEEDBACK_URL")  # may hold a password: resolved at run time
+        if settings.feedback_url_from_env
+        else home.feedback_url
+    )
+    return Definitions(
+        assets=[
+            raw_data,
+            cleaned_features,
+            user_feedback,
+            trained_model,
+            evaluation_report,
+            deployed_model,
+        ],
+        asset_checks=build_data_checks(raw_data, cleaned_features, partitions),
+        jobs=[data_job, training_job, nightly_job, feedback_job],
+        schedules=[
+            build_nightly_retrain(
+                nightly_job,
+                first=dt.date.fromisoformat(settings.start_date),
+                cron=settings.retrain_cron,
+                timezone=settings.timezone,
+                run_config=settings.retrain_config,
+                default_status=settings.retrain_status,
+            )
+        ],
+        sensors=[
+            build_feedback_sensor(
+                feedback_job,
+                min_new_feedback=settings.feedback_min_new,
+                max_wait_minutes=settings.feedback_max_wait_minutes,
+                interval_seconds=settings.feedback_interval_seconds,
+                run_config=settings.feedback_run_config,
+                default_status=settings.feedback_sensor_status,
+            )
+        ],
+        # One process per run: the steps form a chain, and a process per step would import
+        # torch again for every step (seconds each; most of a 365-day backfill's time).
+        executor=in_process_executor,
+        resources={
+            "storage": FlywheelStorage(home=str(home.root)),
+            "task": TaskSource(task_file=settings.task_file),
+            "json_io_manager": JsonIOManager(home=str(home.root)),
+            "feedback": FeedbackStoreResource(url=feedback_url),
+        },
+    )
+
+
+SETTINGS = Settings.from_env(os.environ)
+defs = build_defs(SETTINGS)

@@ -1,12 +1,7 @@
 """Automation: the nightly retrain, a schedule over one job from raw data to the deployed model.
 
-Environment (read here, once, all optional):
-    FLYWHEEL_RETRAIN_CRON    cron of ``nightly_retrain`` (default ``0 2 * * *``)
-    FLYWHEEL_TIMEZONE        the timezone the cron is read in (default ``UTC``)
-    FLYWHEEL_RETRAIN_CONFIG  a YAML file of run config merged into every nightly run (for
-                             example ``ops: {trained_model: {config: {epochs: 10}}}``)
-    FLYWHEEL_RETRAIN_DEFAULT_STATUS  ``running`` (default) or ``stopped``: the schedule's state
-                             until someone switches it in the UI
+Its settings (cron, timezone, run config, default status) come from ``definitions.py``, which reads
+them from the environment (``FLYWHEEL_RETRAIN_*``, ``FLYWHEEL_TIMEZONE``).
 
 Catch-up: Dagster's scheduler evaluates only the latest missed tick of a schedule that has no
 partition set (``dagster/_scheduler/scheduler.py``: "has no partition set, so not trying to catch
@@ -18,7 +13,6 @@ as a single-run range, then retrains once on the newest window.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,50 +21,24 @@ from zoneinfo import ZoneInfo
 import yaml
 from dagster import (
     AssetKey,
-    AssetSelection,
     DefaultScheduleStatus,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
-    define_asset_job,
-    in_process_executor,
     schedule,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from assets.data import cleaned_features, raw_data
-from assets.deployment import deployed_model
-from assets.partitions import daily_partitions
-from assets.training import evaluation_report, trained_model
+from assets.partitions import range_tags
 
-RETRAIN_CRON = os.environ.get("FLYWHEEL_RETRAIN_CRON") or "0 2 * * *"
-TIMEZONE = os.environ.get("FLYWHEEL_TIMEZONE") or "UTC"
-RETRAIN_CONFIG_FILE = os.environ.get("FLYWHEEL_RETRAIN_CONFIG", "")
-DEFAULT_STATUS = DefaultScheduleStatus(
-    (os.environ.get("FLYWHEEL_RETRAIN_DEFAULT_STATUS") or "running").upper()
-)
+DEFAULT_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "UTC"
 
 # A catch-up run fills at most this many missed days; a longer gap is a backfill's job.
 MAX_CATCHUP_DAYS = 7
 
 PARTITION_TAG = "flywheel/partition"
 REASON_TAG = "flywheel/reason"
-
-nightly_job = define_asset_job(
-    "nightly_job",
-    selection=AssetSelection.assets(
-        raw_data, cleaned_features, trained_model, evaluation_report, deployed_model
-    ),
-    partitions_def=daily_partitions,
-    # The steps form one chain; a process per step would import torch once per step.
-    executor_def=in_process_executor,
-    description="Fill the previous day's raw_data and cleaned_features, retrain on the newest"
-    " window, evaluate against the champion and run the gate.",
-)
 
 
 def previous_day(scheduled: dt.datetime, timezone: str) -> dt.date:
@@ -98,14 +66,15 @@ def nightly_request(
     scheduled: dt.datetime,
     timezone: str,
     materialized: set[str],
+    first: dt.date,
     run_config: Mapping[str, Any] | None = None,
 ) -> RunRequest | SkipReason:
-    """The run of one tick: the previous day (and any days missed before it), then a retrain."""
+    """The run of one tick: the previous day (and any days missed before it), then a retrain.
+    ``first`` is the first daily partition."""
     day = previous_day(scheduled, timezone)
-    first_key = daily_partitions.get_first_partition_key()
-    if first_key is None or day < dt.date.fromisoformat(first_key):
-        return SkipReason(f"{day} is before the first partition ({first_key})")
-    start = catch_up_start(day, materialized, dt.date.fromisoformat(first_key))
+    if day < first:
+        return SkipReason(f"{day} is before the first partition ({first})")
+    start = catch_up_start(day, materialized, first)
     tick = scheduled.isoformat(timespec="minutes")
     if start == day:
         reason = f"nightly retrain, tick {tick} ({timezone})"
@@ -123,14 +92,13 @@ def nightly_request(
         tags={
             PARTITION_TAG: f"{start.isoformat()}...{day.isoformat()}",
             REASON_TAG: reason,
-            ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: day.isoformat(),
+            **range_tags(start, day),
         },
     )
 
 
-def load_run_config(path: str) -> dict[str, Any]:
-    """The run config of ``FLYWHEEL_RETRAIN_CONFIG`` (empty when unset)."""
+def load_run_config(path: str | None) -> dict[str, Any]:
+    """The run config in the YAML file ``path`` (``FLYWHEEL_RETRAIN_CONFIG``; empty when unset)."""
     if not path:
         return {}
     config = yaml.safe_load(Path(path).read_text())
@@ -140,17 +108,19 @@ def load_run_config(path: str) -> dict[str, Any]:
 
 
 def build_nightly_retrain(
-    cron: str = RETRAIN_CRON,
-    timezone: str = TIMEZONE,
+    job: Any,  # a job of assets/jobs.py (define_asset_job's, resolved by Definitions)
+    first: dt.date,
+    cron: str = DEFAULT_CRON,
+    timezone: str = DEFAULT_TIMEZONE,
     run_config: Mapping[str, Any] | None = None,
-    default_status: DefaultScheduleStatus = DEFAULT_STATUS,
+    default_status: DefaultScheduleStatus = DefaultScheduleStatus.RUNNING,
 ) -> ScheduleDefinition:
-    """``nightly_retrain`` for a cron and timezone (tests build it with their own)."""
+    """``nightly_retrain`` of ``job`` for a cron and timezone; ``first``: the first partition."""
     ZoneInfo(timezone)  # an unknown timezone fails here, when the code location loads
 
     @schedule(
         name="nightly_retrain",
-        job=nightly_job,
+        job=job,
         cron_schedule=cron,
         execution_timezone=timezone,
         default_status=default_status,
@@ -159,9 +129,8 @@ def build_nightly_retrain(
     )
     def _nightly_retrain(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
         materialized = context.instance.get_materialized_partitions(AssetKey("cleaned_features"))
-        return nightly_request(context.scheduled_execution_time, timezone, materialized, run_config)
+        return nightly_request(
+            context.scheduled_execution_time, timezone, materialized, first, run_config
+        )
 
     return _nightly_retrain
-
-
-nightly_retrain = build_nightly_retrain(run_config=load_run_config(RETRAIN_CONFIG_FILE))

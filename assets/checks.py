@@ -6,10 +6,10 @@ purpose per expectation: ERROR (a schema break, a null label, an over-threshold 
 blocks the rest of the run; WARN (drift and soft limits) only warns. A one-day run returns an
 ``AssetCheckResult``; a single-run backfill over many days reports one evaluation per day, so the
 UI shows which day failed. Every day's verdict is also written under
-``<FLYWHEEL_HOME>/checks/<asset>/<day>.json``, where ``trained_model`` reads it.
+``<FLYWHEEL_HOME>/checks/<asset>/<day>.json``, where ``trained_model`` reads it. The checks are
+partitioned like their assets, so they are built for them (:func:`build_data_checks`).
 """
 
-import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,51 +17,38 @@ from dagster import (
     AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetsDefinition,
+    DailyPartitionsDefinition,
     MetadataValue,
     Output,
     asset_check,
 )
 
-from assets.data import cleaned_features, raw_data
-from assets.partitions import daily_partitions
-from pipeline.checks.suites import (
-    VerdictStore,
-    champion_vocabularies,
-    check_feature_days,
-    check_raw_days,
-)
-from pipeline.checks.engine import ERROR, WARN, DayVerdict
-from pipeline.steps import md_text
+from assets.metadata import md_text
+from assets.partitions import partition_days
+from pipeline.checks.results import ERROR, WARN, DayVerdict
+from pipeline.checks.verdicts import VerdictStore, check_feature_days, check_raw_days
+from pipeline.model.registry import ModelRegistry
 from resources import FlywheelStorage, TaskSource
 
 SEVERITY = {ERROR: AssetCheckSeverity.ERROR, WARN: AssetCheckSeverity.WARN}
 LOGGED_DAYS = 10  # failed days named in the run log's warning
 
 
-def verdict_store(storage: FlywheelStorage) -> VerdictStore:
-    """Where each day's latest verdict is kept (read by ``trained_model``)."""
-    return VerdictStore(storage.root / "checks")
-
-
 def _cell(value: Any) -> str:
     return md_text(value)[:200]
-
-
-def _severity(verdict: DayVerdict) -> str | None:
-    """The day's worst failed severity: ERROR, WARN, or None when every expectation passed."""
-    failed = {r["severity"] for r in verdict.failures()}
-    return ERROR if ERROR in failed else (WARN if failed else None)
 
 
 def _brief(verdict: DayVerdict) -> str:
     """A passing day: how many expectations passed, and the observed values worth a look (a
     share of unexpected rows under its limit, the row count against the trailing median)."""
     noted = [
-        f"- {r['rule']}: {_cell(r['observed_value'])}"
+        f"- {r.rule}: {_cell(r.observed_value)}"
         for r in verdict.results
-        if isinstance(r["observed_value"], dict)
-        or (isinstance(r["observed_value"], float) and r["observed_value"] > 0)
+        if isinstance(r.observed_value, dict)
+        or (isinstance(r.observed_value, float) and r.observed_value > 0)
     ]
     head = f"All {len(verdict.results)} expectations passed"
     return head + (", observed:\n" + "\n".join(noted) if noted else ".")
@@ -72,9 +59,9 @@ def _metadata(verdict: DayVerdict, store: VerdictStore) -> dict[str, Any]:
     table = "| severity | expectation | column | observed | unexpected | sample bad values |\n"
     table += "|---|---|---|---|---|---|\n"
     table += "\n".join(
-        f"| {r['severity']} | {_cell(r['rule'])} | {_cell(r['column'])} |"
-        f" {_cell(r['observed_value'])} | {r['unexpected_count']} |"
-        f" {_cell(r['sample_unexpected'])} |"
+        f"| {r.severity} | {_cell(r.rule)} | {_cell(r.column)} |"
+        f" {_cell(r.observed_value)} | {r.unexpected_count} |"
+        f" {_cell(r.sample_unexpected)} |"
         for r in failed
     )
     # A failing day lists every expectation in full (severity, observed value, unexpected
@@ -85,7 +72,9 @@ def _metadata(verdict: DayVerdict, store: VerdictStore) -> dict[str, Any]:
         "failed_expectations": len(failed),
         "failures": MetadataValue.md(table if failed else "(none)"),
         "expectations": (
-            MetadataValue.json(verdict.results) if failed else MetadataValue.md(_brief(verdict))
+            MetadataValue.json([r.to_dict() for r in verdict.results])
+            if failed
+            else MetadataValue.md(_brief(verdict))
         ),
         "verdict_path": MetadataValue.path(str(store.path(verdict.asset, verdict.day))),
     }
@@ -106,7 +95,7 @@ def _report(
         )
     single = context.has_partition_key  # False for a range run, even of one day
     for v in verdicts:
-        severity = _severity(v)
+        severity = v.worst_failed
         fields = {
             "passed": severity is None,
             "severity": SEVERITY[severity or ERROR],
@@ -128,46 +117,61 @@ def _report(
         yield Output(None, output_name=assets_def.get_output_name_for_asset_check_key(spec.key))
 
 
-def _days(context: AssetCheckExecutionContext) -> list[dt.date]:
-    return [dt.date.fromisoformat(key) for key in context.partition_keys]
+def champion_vocabularies(registry: ModelRegistry) -> dict[str, list[str]] | None:
+    """The champion's training vocabularies (categorical column to known values), if any."""
+    champion = registry.champion()
+    if champion is None:
+        return None
+    return registry.read_json(champion, "preprocessing.json")["vocabularies"]
 
 
-@asset_check(
-    asset=raw_data,
-    blocking=True,
-    partitions_def=daily_partitions,
-    compute_kind="great_expectations",
-    description="ERROR, blocking: every column the task names exists, numeric ones hold numbers."
-    " WARN: timestamps parse and fall on the day, unique keys, row count near the trailing"
-    " median, the task's ranges, allowed values and null shares, finite numbers.",
-)
-def raw_data_expectations(
-    context: AssetCheckExecutionContext, task: TaskSource, storage: FlywheelStorage
-) -> Iterator[Any]:
-    """Great Expectations on each day of raw_data, one validation for the whole run."""
-    store = verdict_store(storage)
-    raw = storage.partitions("raw_data")
-    verdicts = check_raw_days(task.spec(), raw, store, _days(context), context.run.run_id)
-    yield from _report(context, verdicts, store)
+def build_data_checks(
+    raw_data: AssetsDefinition,
+    cleaned_features: AssetsDefinition,
+    partitions: DailyPartitionsDefinition,
+) -> tuple[AssetChecksDefinition, AssetChecksDefinition]:
+    """The checks of ``raw_data`` and ``cleaned_features``, partitioned like them."""
 
-
-@asset_check(
-    asset=cleaned_features,
-    blocking=True,
-    partitions_def=daily_partitions,
-    compute_kind="great_expectations",
-    description="ERROR, blocking: labels 0/1 and never null, every model column and no excluded"
-    " one, finite numbers, at most 5% of the day's rows quarantined. WARN: categories outside"
-    " the champion's training vocabulary.",
-)
-def cleaned_features_expectations(
-    context: AssetCheckExecutionContext, task: TaskSource, storage: FlywheelStorage
-) -> Iterator[Any]:
-    """Great Expectations on each day of cleaned_features, one validation for the whole run."""
-    store = verdict_store(storage)
-    features = storage.partitions("cleaned_features")
-    vocabularies = champion_vocabularies(storage.registry())
-    verdicts = check_feature_days(
-        task.spec(), features, store, _days(context), vocabularies, run_id=context.run.run_id
+    @asset_check(
+        asset=raw_data,
+        blocking=True,
+        partitions_def=partitions,
+        compute_kind="great_expectations",
+        description="ERROR, blocking: every column the task names exists, numeric ones hold"
+        " numbers. WARN: timestamps parse and fall on the day, unique keys, row count near the"
+        " trailing median, the task's ranges, allowed values and null shares, finite numbers.",
     )
-    yield from _report(context, verdicts, store)
+    def raw_data_expectations(
+        context: AssetCheckExecutionContext, task: TaskSource, storage: FlywheelStorage
+    ) -> Iterator[Any]:
+        """Great Expectations on each day of raw_data, one validation for the whole run."""
+        store, layout = storage.verdicts(), storage.layout
+        verdicts = check_raw_days(
+            task.spec(), layout.partitions("raw_data"), store, partition_days(context),
+            context.run.run_id, unassigned=layout.unassigned_file,
+        )  # fmt: skip
+        yield from _report(context, verdicts, store)
+
+    @asset_check(
+        asset=cleaned_features,
+        blocking=True,
+        partitions_def=partitions,
+        compute_kind="great_expectations",
+        description="ERROR, blocking: labels 0/1 and never null, every model column and no"
+        " excluded one, finite numbers, at most 5% of the day's rows quarantined. WARN:"
+        " categories outside the champion's training vocabulary.",
+    )
+    def cleaned_features_expectations(
+        context: AssetCheckExecutionContext, task: TaskSource, storage: FlywheelStorage
+    ) -> Iterator[Any]:
+        """Great Expectations on each day of cleaned_features, one validation for the whole run."""
+        store = storage.verdicts()
+        features = storage.partitions("cleaned_features")
+        vocabularies = champion_vocabularies(storage.registry())
+        verdicts = check_feature_days(
+            task.spec(), features, store, partition_days(context), vocabularies,
+            run_id=context.run.run_id,
+        )  # fmt: skip
+        yield from _report(context, verdicts, store)
+
+    return raw_data_expectations, cleaned_features_expectations

@@ -1,11 +1,18 @@
-"""Data group: the source's rows per day, and the cleaned, labelled features per day."""
+"""Data group: the source's rows per day, and the cleaned, labelled features per day.
 
+Both are partitioned by day, so they are built for the partitions ``definitions.py`` chooses
+(:func:`build_data_assets`).
+"""
+
+from collections.abc import Callable
 from typing import Any
 
 from dagster import (
     AssetDep,
     AssetExecutionContext,
+    AssetsDefinition,
     BackfillPolicy,
+    DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -13,16 +20,17 @@ from dagster import (
     asset,
 )
 
-from assets.partitions import daily_partitions, partition_days
-from pipeline.steps import build_features_day, ingest_day, keep_unassigned, preview
+from assets.metadata import preview
+from assets.partitions import partition_days
 from pipeline.data.storage import CachedReader
+from pipeline.steps import build_features_day, ingest_day, keep_unassigned
 from resources import FlywheelStorage, TaskSource
 
 # cleaned_features[D] reads raw_data[D] and, for lagged rates, up to this many earlier days.
 HISTORY_DAYS = 31
 
 
-def _run_days(context: AssetExecutionContext, step, what: str) -> list[dict[str, Any]]:
+def _run_days(context: AssetExecutionContext, step: Callable[[Any], Any], what: str) -> list[Any]:
     """Runs ``step(day)`` for every day of the run; a bad day does not stop the good ones, and
     the run then fails naming each bad day and why."""
     done, failed = [], {}
@@ -45,73 +53,81 @@ def _run_days(context: AssetExecutionContext, step, what: str) -> list[dict[str,
     return done
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="data",
-    kinds={"python", "parquet"},
-    tags={"layer": "raw"},
-)
-def raw_data(
-    context: AssetExecutionContext, task: TaskSource, storage: FlywheelStorage
-) -> MaterializeResult:
-    """The source's rows of each day, unchanged, as Parquet."""
-    source, store = task.source(), storage.partitions("raw_data")
-    context.log.info(f"reading {source.describe()}")
-    unassigned = keep_unassigned(source, store)  # rows of no day: kept, and warned about
-    if unassigned["rows"]:
-        context.log.warning(f"{unassigned['rows']} row(s) have no usable timestamp: {unassigned}")
-    for r in _run_days(context, lambda day: ingest_day(source, store, day), "raw_data"):
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": r["rows"],
-                "empty": r["rows"] == 0,
-                "columns": MetadataValue.json(r["columns"]),
-                "path": MetadataValue.path(str(store.path(r["day"]))),
-                "preview": MetadataValue.md(preview(r["frame"])),
-            },
-            partition_key=r["day"].isoformat(),
-        )
-    return MaterializeResult()
+def build_data_assets(
+    partitions: DailyPartitionsDefinition,
+) -> tuple[AssetsDefinition, AssetsDefinition]:
+    """``raw_data`` and ``cleaned_features`` over ``partitions``."""
 
+    @asset(
+        partitions_def=partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        group_name="data",
+        kinds={"python", "parquet"},
+        tags={"layer": "raw"},
+    )
+    def raw_data(
+        context: AssetExecutionContext, task: TaskSource, storage: FlywheelStorage
+    ) -> MaterializeResult:
+        """The source's rows of each day, unchanged, as Parquet."""
+        source, store = task.source(), storage.partitions("raw_data")
+        context.log.info(f"reading {source.describe()}")
+        unassigned = keep_unassigned(source, storage.layout.unassigned_file)  # kept, and warned
+        if unassigned.rows:
+            context.log.warning(
+                f"{unassigned.rows} row(s) have no usable timestamp: kept in {unassigned.path}"
+            )
+        for r in _run_days(context, lambda day: ingest_day(source, store, day), "raw_data"):
+            context.add_asset_metadata(
+                {
+                    "dagster/row_count": r.rows,
+                    "empty": r.rows == 0,
+                    "columns": MetadataValue.json(r.columns),
+                    "path": MetadataValue.path(str(store.path(r.day))),
+                    "preview": preview(r.frame),
+                },
+                partition_key=r.day.isoformat(),
+            )
+        return MaterializeResult()
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    deps=[
-        AssetDep(
-            raw_data,
-            partition_mapping=TimeWindowPartitionMapping(
-                start_offset=-HISTORY_DAYS, allow_nonexistent_upstream_partitions=True
-            ),
-        )
-    ],
-    group_name="data",
-    kinds={"python", "parquet"},
-    tags={"layer": "features"},
-)
-def cleaned_features(
-    context: AssetExecutionContext, task: TaskSource, storage: FlywheelStorage
-) -> MaterializeResult:
-    """Typed rows of each day with the label and lagged rates; bad rows quarantined beside."""
-    spec = task.spec()
-    raw, store = storage.partitions("raw_data"), storage.partitions("cleaned_features")
-    if spec.max_lag_days > HISTORY_DAYS:
-        raise Failure(f"lagged rates over {spec.max_lag_days} days: at most {HISTORY_DAYS}")
-    reader = CachedReader(raw, spec.max_lag_days)  # each raw day read once in this run
-    step = lambda day: build_features_day(spec, raw, store, day, reader)  # noqa: E731
-    for r in _run_days(context, step, "cleaned_features"):
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": r["rows"],
-                "empty": r["rows"] == 0,
-                "quarantined_rows": r["quarantined"],
-                "quarantine_reasons": MetadataValue.json(r["quarantine_reasons"]),
-                "quarantine_path": MetadataValue.path(r["quarantine_path"]),
-                "positive_rate": r["positive_rate"],
-                "history_days_missing": MetadataValue.json(r["history_days_missing"]),
-                "preview": MetadataValue.md(preview(r["frame"])),
-            },
-            partition_key=r["day"].isoformat(),
-        )
-    return MaterializeResult()
+    @asset(
+        partitions_def=partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        deps=[
+            AssetDep(
+                raw_data,
+                partition_mapping=TimeWindowPartitionMapping(
+                    start_offset=-HISTORY_DAYS, allow_nonexistent_upstream_partitions=True
+                ),
+            )
+        ],
+        group_name="data",
+        kinds={"python", "parquet"},
+        tags={"layer": "features"},
+    )
+    def cleaned_features(
+        context: AssetExecutionContext, task: TaskSource, storage: FlywheelStorage
+    ) -> MaterializeResult:
+        """Typed rows of each day with the label and lagged rates; bad rows quarantined beside."""
+        spec = task.spec()
+        raw, store = storage.partitions("raw_data"), storage.partitions("cleaned_features")
+        if spec.max_lag_days > HISTORY_DAYS:
+            raise Failure(f"lagged rates over {spec.max_lag_days} days: at most {HISTORY_DAYS}")
+        reader = CachedReader(raw, spec.max_lag_days)  # each raw day read once in this run
+        step = lambda day: build_features_day(spec, raw, store, day, reader)  # noqa: E731
+        for r in _run_days(context, step, "cleaned_features"):
+            context.add_asset_metadata(
+                {
+                    "dagster/row_count": r.rows,
+                    "empty": r.rows == 0,
+                    "quarantined_rows": r.quarantined,
+                    "quarantine_reasons": MetadataValue.json(r.quarantine_reasons),
+                    "quarantine_path": MetadataValue.path(str(r.quarantine_path)),
+                    "positive_rate": r.positive_rate,
+                    "history_days_missing": MetadataValue.json(r.history_days_missing),
+                    "preview": preview(r.frame),
+                },
+                partition_key=r.day.isoformat(),
+            )
+        return MaterializeResult()
+
+    return raw_data, cleaned_features

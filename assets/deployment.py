@@ -5,7 +5,7 @@ from typing import Any
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from pipeline.steps import deploy
+from pipeline.gate import deploy
 from resources import FlywheelStorage
 
 
@@ -28,14 +28,14 @@ def deployed_model(
     """The champion after the gate: the challenger if it earned it, else the one before."""
     registry = storage.registry()
     decision = deploy(registry, evaluation_report, config.min_auc_gain, config.force)
-    context.log.info(decision["reason"])
+    context.log.info(decision.reason)
     return Output(
-        decision,
+        decision.to_dict(),
         metadata={
-            "champion": decision["champion"] or "(none)",
-            "promoted": decision["promoted"],
-            "forced": decision["forced"],
-            "reason": decision["reason"],
+            "champion": decision.champion or "(none)",
+            "promoted": decision.promoted,
+            "forced": decision.forced,
+            "reason": decision.reason,
             "champion_path": MetadataValue.path(str(registry.champion_file)),
         },
     )

@@ -7,18 +7,16 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
-from assets.checks import verdict_store
-from assets.data import cleaned_features
-from assets.feedback import feedback_examples_path, user_feedback
+from assets.metadata import plots_markdown
+from pipeline.model.params import TrainParams
 from pipeline.steps import evaluate_version, train_version
-from pipeline.model.training import TrainParams
 from resources import FlywheelStorage, TaskSource
 
 _DEFAULTS = TrainParams()
 
 
 class TrainingConfig(Config):
-    """Hyperparameters of ``trained_model``; mirrors ``pipeline.training.TrainParams``."""
+    """Hyperparameters of ``trained_model``; mirrors ``pipeline.model.params.TrainParams``."""
 
     epochs: int = Field(default=_DEFAULTS.epochs, description="Most epochs (early stopping).")
     batch_size: int = Field(default=_DEFAULTS.batch_size, description="Rows per batch.")
@@ -69,7 +67,7 @@ class TrainingConfig(Config):
 
 
 @asset(
-    deps=[cleaned_features, user_feedback],
+    deps=["cleaned_features", "user_feedback"],
     group_name="training",
     kinds={"pytorch", "lightning"},
     io_manager_key="json_io_manager",
@@ -82,44 +80,40 @@ def trained_model(
 ) -> Output[dict[str, Any]]:
     """A challenger trained on the days before the holdout, saved as a model version."""
     end = dt.date.fromisoformat(config.end_date) if config.end_date else None
-    examples = feedback_examples_path(storage)
+    layout = storage.layout
+    examples = layout.feedback_examples_file
+    features = layout.partitions("cleaned_features")
 
     def on_epoch(row: dict[str, float]) -> None:
         context.log.info(f"epoch {row['epoch']}: val_loss {row['val_loss']:.4f}")
 
     result = train_version(
-        task.spec(),
-        storage.partitions("cleaned_features"),
-        storage.registry(),
-        config.params(),
-        storage.scratch(context.run_id),
-        end=end,
-        on_epoch=on_epoch,
-        raw=storage.partitions("raw_data"),
+        task.spec(), features, layout.registry(), config.params(), layout.scratch(context.run_id),
+        end=end, on_epoch=on_epoch, raw=layout.partitions("raw_data"),
         extra=pd.read_parquet(examples) if examples.is_file() else None,
         extra_weight=config.feedback_weight,
-        left_out=verdict_store(storage).left_out(storage.partitions("cleaned_features").days()),
+        left_out=layout.verdicts().left_out(features.days()),
         min_train_days=config.min_train_days,
-    )
-    window = result["window"]
+    )  # fmt: skip
+    window = result.window.to_dict()
     return Output(
-        {"version": result["version"], "path": result["path"]},
+        {"version": result.version, "path": str(result.path)},
         metadata={
-            "version": result["version"],
-            "path": MetadataValue.path(result["path"]),
+            "version": result.version,
+            "path": MetadataValue.path(str(result.path)),
             "train_window": f"{window['train_start']}..{window['train_end']}",
             "holdout_window": f"{window['holdout_start']}..{window['holdout_end']}",
-            "train_days_missing": MetadataValue.json(result["train_days_missing"]),
-            "days_left_out": MetadataValue.json(result["days_left_out"]),
-            "dagster/row_count": result["rows"],
-            "val_rows": result["val_rows"],
-            "feedback_rows": result["feedback_rows"],
-            "epochs_run": result["epochs_run"],
-            "best_val_loss": result["best_val_loss"],
-            "threshold": result["threshold"],
-            "parameter_count": result["parameter_count"],
-            "training_seconds": result["seconds"],
-            "hyperparameters": MetadataValue.json(result["params"]),
+            "train_days_missing": MetadataValue.json(result.train_days_missing),
+            "days_left_out": MetadataValue.json(result.days_left_out),
+            "dagster/row_count": result.rows,
+            "val_rows": result.val_rows,
+            "feedback_rows": result.feedback_rows,
+            "epochs_run": result.epochs_run,
+            "best_val_loss": result.best_val_loss,
+            "threshold": result.threshold,
+            "parameter_count": result.parameter_count,
+            "training_seconds": result.seconds,
+            "hyperparameters": MetadataValue.json(result.training["params"]),
         },
     )
 
@@ -142,10 +136,10 @@ def evaluation_report(
     context: AssetExecutionContext, trained_model: dict[str, Any], storage: FlywheelStorage
 ) -> Output[dict[str, Any]]:
     """The challenger and the champion scored on the same holdout days, with plots."""
-    report = evaluate_version(
+    evaluation = evaluate_version(
         storage.partitions("cleaned_features"), storage.registry(), trained_model["version"]
     )
-    plots = report.pop("plots")
+    report = evaluation.report
     ch = report["challenger"]
     context.log.info(f"challenger {report['version']}: ROC-AUC {ch['roc_auc']:.4f}")
     return Output(
@@ -163,10 +157,6 @@ def evaluation_report(
             "metrics": MetadataValue.md(_metrics_table(report)),
             "confusion_matrix": MetadataValue.json(ch["confusion_matrix"]),
             "report_path": MetadataValue.path(report["report_path"]),
-            "plots": MetadataValue.md(
-                "\n\n".join(
-                    f"**{k}**\n\n![{k}](data:image/png;base64,{v})" for k, v in plots.items()
-                )
-            ),
+            "plots": plots_markdown(evaluation.plots),
         },
     )

@@ -70,7 +70,7 @@ defs = Definitions(assets=[noop_raw, noop_features])
 PIPELINE_ONLY = """
 import datetime as dt, json, sys, time
 started = time.perf_counter()
-from pipeline.checks.suites import VerdictStore, check_feature_days, check_raw_days
+from pipeline.checks.verdicts import VerdictStore, check_feature_days, check_raw_days
 from pipeline.steps import build_features_day, ingest_day, keep_unassigned
 from pipeline.data.sources import make_source
 from pipeline.data.storage import CachedReader, PartitionStore

@@ -38,7 +38,7 @@ from benchmarks._common import (
     spread,
     write_results,
 )
-from pipeline.checks.suites import VerdictStore, check_feature_days, check_raw_days
+from pipeline.checks.verdicts import VerdictStore, check_feature_days, check_raw_days
 from pipeline.data.storage import PartitionStore
 from pipeline.task import load_task
 from resources import FlywheelStorage, JsonIOManager, TaskSource

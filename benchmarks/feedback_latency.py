@@ -35,14 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests/ser
 
 from dagster import DagsterInstance, RunsFilter
 
-from assets.feedback import RUN_KEY_TAG, run_key
-from pipeline.data.cleaning import compute_labels
-from pipeline.feedback.store import FeedbackStore, sqlite_url
-from pipeline.steps import train_version
-from pipeline.serving.app import create_app, records_for_api
+from assets.sensors import RUN_KEY_TAG, run_key
+from pipeline.data.labels import compute_labels
 from pipeline.data.storage import PartitionStore
-from pipeline.model.training import TrainParams
-from tests.pipeline.test_serving import Server
+from pipeline.feedback.store import FeedbackStore
+from pipeline.home import FlywheelHome
+from pipeline.model.params import TrainParams
+from pipeline.serving.app import create_app
+from pipeline.serving.features import records_for_api
+from pipeline.steps import train_version
+from tests.helpers import Server
 from tests.servers import start_dagster, wait_until
 
 MIN_NEW = 50
@@ -112,7 +114,7 @@ def main() -> int:
         label, reason = compute_labels(today, spec)
         ok = (reason == "").to_numpy()
         records, labels = records_for_api(today[ok], spec), label[ok].astype(int).tolist()
-        store = FeedbackStore(sqlite_url(home))
+        store = FeedbackStore(FlywheelHome.at(home).feedback_url)
         store.upgrade()
         first = min(PartitionStore(home / "raw_data").days()).isoformat()
         env = {

@@ -37,8 +37,9 @@ from sklearn.linear_model import LogisticRegression
 
 from pipeline.model.features import Preprocessor
 from pipeline.model.metrics import roc_auc
+from pipeline.model.params import TrainParams
+from pipeline.model.training import predict_frame, train_model
 from pipeline.task import LABEL_COLUMN, TaskSpec, load_task
-from pipeline.model.training import TrainParams, predict_frame, train_model
 
 CUTOFFS = (dt.date(2013, 3, 1), dt.date(2013, 6, 1), dt.date(2013, 9, 1), dt.date(2013, 12, 1))
 GOAL_AUC = 0.745

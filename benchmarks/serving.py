@@ -37,13 +37,14 @@ from _common import (
 )
 
 from pipeline.data.cleaning import clean_day
-from pipeline.steps import build_features_day, ingest_day, train_version
-from pipeline.model.registry import ModelRegistry
-from pipeline.serving.app import load_served, records_for_api
 from pipeline.data.sources import make_source
 from pipeline.data.storage import PartitionStore
+from pipeline.model.params import TrainParams
+from pipeline.model.registry import ModelRegistry
+from pipeline.serving.features import records_for_api
+from pipeline.serving.watcher import load_served
+from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
-from pipeline.model.training import TrainParams
 
 SERVE_DAY = dt.date(2025, 6, 12)
 

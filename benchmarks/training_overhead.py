@@ -35,9 +35,10 @@ from _common import (
 )
 
 from pipeline.model.features import Preprocessor
-from pipeline.model.network import FlywheelModule, TensorBatches
+from pipeline.model.module import FlywheelModule, TensorBatches
+from pipeline.model.params import TrainParams
+from pipeline.model.training import build_module, fit_module, time_split
 from pipeline.task import LABEL_COLUMN, load_task
-from pipeline.model.training import TrainParams, build_module, fit_module, time_split
 
 GOAL_RATIO = 1.10
 FIRST_DAY = dt.date(2013, 1, 8)  # the first day with a full 7-day history inside 2013

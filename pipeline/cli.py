@@ -1,5 +1,4 @@
-"""The ``flywheel`` command, for what is not Dagster's: ``flywheel models list|show|rollback``,
-``flywheel serve``, ``flywheel feedback import|upgrade`` and ``flywheel simulate``.
+"""The ``flywheel`` command, for what is not Dagster's: model versions, serving, feedback.
 
 The registry lives under ``--home`` (default: ``$FLYWHEEL_HOME``, else ``.flywheel``). This entry
 point is the one place in ``pipeline/`` that looks at the environment: for that default, and for
@@ -16,11 +15,17 @@ import sys
 from pathlib import Path
 
 from pipeline.feedback.store import FeedbackError, SchemaError
+from pipeline.home import DEFAULT_HOME, FlywheelHome
 from pipeline.model.registry import ModelRegistry, ModelVersionError
+
+DESCRIPTION = """\
+Flywheel's own commands, for what is not Dagster's: the model versions and the champion, the
+serving app, the feedback store, and simulated traffic. Assets, jobs and backfills are Dagster's:
+use `dg dev` (the UI) and `dg launch`."""
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:
-    return ModelRegistry(Path(args.home).expanduser() / "models")
+    return FlywheelHome.at(args.home).registry()
 
 
 def _summary(registry: ModelRegistry, version: str) -> dict:
@@ -82,9 +87,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _feedback_store(args: argparse.Namespace):
-    from pipeline.feedback.store import FeedbackStore, sqlite_url
+    from pipeline.feedback.store import FeedbackStore
 
-    return FeedbackStore(args.feedback_url or sqlite_url(args.home))
+    return FeedbackStore(args.feedback_url or FlywheelHome.at(args.home).feedback_url)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -133,7 +138,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from pipeline.task import load_task
 
     spec = load_task(args.task or None)
-    rows = recent_rows(spec, Path(args.home).expanduser(), days=args.days)
+    rows = recent_rows(spec, FlywheelHome.at(args.home), days=args.days)
     token = os.environ.get("FLYWHEEL_API_TOKEN") or None
     result = simulate(args.url, rows, spec, args.predictions, token=token, seed=args.seed)
     print(json.dumps(result, indent=2))
@@ -141,18 +146,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flywheel", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="flywheel", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument(
         "--home",
-        default=os.environ.get("FLYWHEEL_HOME") or ".flywheel",
-        help="Flywheel's folder (default: $FLYWHEEL_HOME or .flywheel)",
+        default=os.environ.get("FLYWHEEL_HOME") or DEFAULT_HOME,
+        help=f"Flywheel's folder (default: $FLYWHEEL_HOME, else {DEFAULT_HOME})",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     models = sub.add_parser("models", help="model versions and the champion")
-    msub = models.add_subparsers(dest="action", required=True)
+    msub = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     msub.add_parser("list", help="every version, the champion marked").set_defaults(fn=cmd_list)
     show = msub.add_parser("show", help="one version's training, metrics and files")
-    show.add_argument("version")
+    show.add_argument("version", help="the version's name, as `flywheel models list` shows it")
     show.set_defaults(fn=cmd_show)
     rollback = msub.add_parser("rollback", help="make an earlier version the champion")
     rollback.add_argument("version", nargs="?", help="default: the champion before this one")
@@ -160,30 +167,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     store_url = {
         "default": os.environ.get("FLYWHEEL_FEEDBACK_URL") or "",
-        "help": "SQLAlchemy URL (default: $FLYWHEEL_FEEDBACK_URL, else SQLite under --home)",
+        "help": "SQLAlchemy URL of the feedback store (default: $FLYWHEEL_FEEDBACK_URL, else"
+        " SQLite under --home)",
     }
     serve = sub.add_parser("serve", help="the serving app: /predict, /feedback, /health, /model")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
     serve.add_argument("--feedback-url", **store_url)
-    serve.add_argument("--poll-seconds", type=float, default=0.5, help="champion.json polling")
-    serve.add_argument("--torch-threads", type=int, default=1, help="intra-op threads")
+    serve.add_argument(
+        "--poll-seconds", type=float, default=0.5,
+        help="how often champion.json is checked for a new champion (default: 0.5)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--torch-threads", type=int, default=1,
+        help="PyTorch intra-op threads per request (default: 1; requests run in parallel)",
+    )  # fmt: skip
     serve.set_defaults(fn=cmd_serve)
     feedback = sub.add_parser("feedback", help="the feedback store")
-    fsub = feedback.add_subparsers(dest="action", required=True)
+    fsub = feedback.add_subparsers(dest="action", required=True, metavar="ACTION")
     imp = fsub.add_parser("import", help="store a CSV or Parquet file of feedback")
-    imp.add_argument("file")
+    imp.add_argument("file", help="columns prediction_id, label (0 or 1) and optionally source")
     imp.add_argument("--feedback-url", **store_url)
     imp.set_defaults(fn=cmd_feedback_import)
     upg = fsub.add_parser("upgrade", help="create or upgrade the store's tables")
     upg.add_argument("--feedback-url", **store_url)
     upg.set_defaults(fn=cmd_feedback_upgrade)
     sim = sub.add_parser("simulate", help="send real rows to /predict, answer with the truth")
-    sim.add_argument("--predictions", type=int, default=200)
-    sim.add_argument("--url", default="http://127.0.0.1:8000")
+    sim.add_argument("--predictions", type=int, default=200, help="how many (default: 200)")
+    sim.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the serving app (default: %(default)s)"
+    )
     sim.add_argument("--days", type=int, default=3, help="newest raw_data days to draw from")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--task", default=os.environ.get("FLYWHEEL_TASK") or "")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the row sample (default: 0)")
+    sim.add_argument(
+        "--task",
+        default=os.environ.get("FLYWHEEL_TASK") or "",
+        help="task file (default: $FLYWHEEL_TASK, else the built-in flights task)",
+    )
     sim.set_defaults(fn=cmd_simulate)
     return parser
 

@@ -1,26 +1,27 @@
-"""One function per step of the model's life cycle; each asset calls exactly one of these."""
+"""The life-cycle steps: one function per asset, each returning a dataclass.
+
+An asset reads its inputs and resources, calls one of these, and turns the result into its value
+and metadata (the Markdown and plots for the UI are built in ``assets/``).
+"""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.model import metrics
-from pipeline.checks.suites import unassigned_path
 from pipeline.data.cleaning import clean_day
-from pipeline.model.registry import ModelRegistry, ModelVersionError
-from pipeline.serving.app import serving_document
+from pipeline.data.lagged import lag_tables
 from pipeline.data.sources import Source
 from pipeline.data.storage import CachedReader, PartitionStore, write_parquet_atomic
+from pipeline.model.params import TrainingError, TrainParams
+from pipeline.model.registry import ModelRegistry, ModelVersionError
 from pipeline.task import LABEL_COLUMN, TaskSpec
-from pipeline.model.training import TrainingError, TrainParams, predict_frame, train_model
 
 
 class EvaluationError(RuntimeError):
@@ -63,51 +64,49 @@ def choose_window(
     return Window(train, holdout)
 
 
-def md_text(value: Any) -> str:
-    """``value`` as text that fits in one Markdown table cell."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
+# -- data ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IngestedDay:
+    day: dt.date
+    rows: int
+    columns: list[str]
+    frame: pd.DataFrame
 
 
-def _md_cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if value != value else f"{value:.6g}"  # NaN: empty
-    if value is None or value is pd.NA or value is pd.NaT:
-        return ""
-    return md_text(value)
-
-
-def preview(frame: pd.DataFrame, rows: int = 5) -> str:
-    """The first ``rows`` rows as a Markdown table (a backfill writes one per day, so it is
-    built here: ``DataFrame.to_markdown`` costs twice as much)."""
-    if not len(frame):
-        return "(no rows)"
-    columns = [str(c) for c in frame.columns]
-    cells = [[_md_cell(v) for v in frame[c].iloc[:rows].tolist()] for c in frame.columns]
-    lines = [
-        "| " + " | ".join(_md_cell(c) for c in columns) + " |",
-        "|" + "---|" * len(columns),
-        *("| " + " | ".join(row) + " |" for row in zip(*cells, strict=True)),
-    ]
-    return "\n".join(lines)
-
-
-def ingest_day(source: Source, store: PartitionStore, day: dt.date) -> dict[str, Any]:
+def ingest_day(source: Source, store: PartitionStore, day: dt.date) -> IngestedDay:
     """Reads the day's rows from the source and replaces the ``raw_data`` partition."""
     frame = source.read_day(day)
     store.write(day, frame)
-    return {"day": day, "rows": len(frame), "columns": list(frame.columns), "frame": frame}
+    return IngestedDay(day, len(frame), [str(c) for c in frame.columns], frame)
 
 
-def keep_unassigned(source: Source, store: PartitionStore) -> dict[str, Any]:
-    """Replaces raw_data's file of the source rows that belong to no day (their timestamp is
+@dataclass(frozen=True)
+class Unassigned:
+    rows: int
+    path: Path
+
+
+def keep_unassigned(source: Source, path: Path) -> Unassigned:
+    """Replaces the file (``path``) of the source rows that belong to no day (their timestamp is
     missing or does not parse), so that no source row is lost; removes it when there are none."""
     frame = source.read_unassigned()
-    path = unassigned_path(store)
     if frame.empty:
         path.unlink(missing_ok=True)
     else:
         write_parquet_atomic(frame, path)
-    return {"rows": len(frame), "path": str(path)}
+    return Unassigned(len(frame), path)
+
+
+@dataclass(frozen=True)
+class FeatureDay:
+    day: dt.date
+    rows: int
+    quarantined: int
+    quarantine_reasons: dict[str, int]
+    positive_rate: float | None
+    history_days_missing: list[str]
+    frame: pd.DataFrame
+    quarantine_path: Path
 
 
 def build_features_day(
@@ -116,7 +115,7 @@ def build_features_day(
     features: PartitionStore,
     day: dt.date,
     reader: CachedReader | None = None,
-) -> dict[str, Any]:
+) -> FeatureDay:
     """Cleans the day's raw rows, adds lagged rates from earlier days, replaces the partition.
 
     A run over many days passes one ``reader`` for all of them, so each raw day is read once.
@@ -130,9 +129,7 @@ def build_features_day(
         today = reader.read(day)
     except (OSError, ValueError) as err:  # e.g. a truncated file: say which one
         raise ValueError(f"partition {day}: cannot read {raw.path(day)}: {err}") from err
-    lag_days = (
-        days_ending(day - dt.timedelta(days=1), spec.max_lag_days) if spec.max_lag_days else []
-    )
+    lag_days = spec.history_days(day)
     try:
         history, missing_history = reader.read_many(lag_days)
     except (OSError, ValueError) as err:
@@ -142,18 +139,38 @@ def build_features_day(
         ) from err
     result = clean_day(today, day, spec, history)
     features.write(day, result.features, result.quarantine)
-    return {
-        "day": day,
-        "rows": len(result.features),
-        "quarantined": len(result.quarantine),
-        "quarantine_reasons": result.quarantine_reasons,
-        "positive_rate": float(result.features[LABEL_COLUMN].mean())
-        if len(result.features)
-        else None,
-        "history_days_missing": [d.isoformat() for d in missing_history],
-        "frame": result.features,
-        "quarantine_path": str(features.quarantine_path(day)),
-    }
+    rows = len(result.features)
+    return FeatureDay(
+        day=day,
+        rows=rows,
+        quarantined=len(result.quarantine),
+        quarantine_reasons=result.quarantine_reasons,
+        positive_rate=float(result.features[LABEL_COLUMN].mean()) if rows else None,
+        history_days_missing=[d.isoformat() for d in missing_history],
+        frame=result.features,
+        quarantine_path=features.quarantine_path(day),
+    )
+
+
+# -- model --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainedVersion:
+    """A saved challenger: what the asset shows; ``training`` is its whole ``training.json``."""
+
+    version: str
+    path: Path
+    window: Window
+    rows: int
+    val_rows: int
+    feedback_rows: int
+    epochs_run: int
+    best_val_loss: float | None
+    threshold: float
+    parameter_count: int
+    seconds: float
+    train_days_missing: list[str]
+    days_left_out: dict[str, str]
+    training: dict[str, Any] = field(repr=False)
 
 
 def train_version(
@@ -169,7 +186,7 @@ def train_version(
     extra_weight: float = 1.0,
     left_out: dict[str, str] | None = None,
     min_train_days: int = 1,
-) -> dict[str, Any]:
+) -> TrainedVersion:
     """Trains a challenger on the window before the holdout days and saves it as a version.
 
     ``left_out`` maps days (ISO dates) whose latest blocking data check failed to why: they are
@@ -179,6 +196,8 @@ def train_version(
     lagged-rate tables as of the day after its holdout, all that serving needs besides the
     weights. ``extra`` (cleaned feedback examples) joins training with weight ``extra_weight``.
     """
+    from pipeline.model.training import train_model  # torch and Lightning: only here
+
     window = choose_window(features.days(), params.window_days, params.holdout_days, end)
     nominal = {d.isoformat() for d in (*window.train_days, *window.holdout_days)}
     left_out = {d: why for d, why in sorted((left_out or {}).items()) if d in nominal}
@@ -223,15 +242,41 @@ def train_version(
     documents = None
     if raw is not None:
         as_of = window.holdout_days[-1] + dt.timedelta(days=1)
-        documents = {"serving.json": serving_document(spec, raw, as_of)}
+        documents = {"serving.json": {"task": spec.to_mapping(), **lag_tables(spec, raw, as_of)}}
     version = registry.save_version(outcome.module, outcome.preprocessor, training, documents)
-    return {"version": version, "path": str(registry.path(version)), **training}
+    return TrainedVersion(
+        version=version,
+        path=registry.path(version),
+        window=window,
+        rows=len(frame),
+        val_rows=outcome.val_rows,
+        feedback_rows=training["feedback_rows"],
+        epochs_run=outcome.epochs_run,
+        best_val_loss=outcome.best_val_loss,
+        threshold=outcome.threshold,
+        parameter_count=outcome.parameter_count,
+        seconds=training["seconds"],
+        train_days_missing=training["train_days_missing"],
+        days_left_out=left_out,
+        training=training,
+    )
 
 
-def evaluate_version(
-    features: PartitionStore, registry: ModelRegistry, version: str
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Evaluation:
+    """The evaluation report (``evaluation.json``) and its plots (PNG, also in the version)."""
+
+    report: dict[str, Any]
+    plots: dict[str, bytes]
+    path: Path
+
+
+def evaluate_version(features: PartitionStore, registry: ModelRegistry, version: str) -> Evaluation:
     """Scores the challenger and the current champion on the challenger's holdout days."""
+    from pipeline.model import metrics
+    from pipeline.model.plots import plots
+    from pipeline.model.training import predict_frame
+
     challenger = registry.load(version)
     holdout = [dt.date.fromisoformat(d) for d in challenger.training["holdout_days"]]
     frame, missing = features.read_many(holdout)
@@ -262,63 +307,10 @@ def evaluate_version(
             report["champion_metrics"] = metrics.evaluate(y, scores["champion"], loaded.threshold)
         except ModelVersionError as err:
             report["champion_error"] = str(err)
-    plots = metrics.plots(y, scores)
+    pngs = plots(y, scores)
     folder = registry.path(version)
-    for name, png in plots.items():
-        (folder / f"{name}.png").write_bytes(base64.b64decode(png))
-    report["report_path"] = str(registry.attach(version, "evaluation.json", report))
-    return {**report, "plots": plots}
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reason: str
-
-
-def decide(report: dict[str, Any], min_auc_gain: float = 0.0, force: bool = False) -> Decision:
-    """The gate: promote when there is no champion, or the challenger's ROC-AUC is at least the
-    champion's plus ``min_auc_gain`` and above the prior baseline; ``force`` overrides."""
-    auc = report["challenger"]["roc_auc"]
-    prior_auc = report["prior_baseline"]["roc_auc"]
-    champion, champ = report["champion"], report["champion_metrics"]
-    if force:
-        return Decision(True, f"forced by run config (challenger ROC-AUC {auc:.4f})")
-    if not auc > prior_auc:
-        return Decision(False, f"challenger ROC-AUC {auc:.4f} is not above the prior {prior_auc}")
-    if champion is None or champion == report["version"]:
-        return Decision(True, f"no champion yet; challenger ROC-AUC {auc:.4f} beats the prior")
-    if report["champion_error"]:
-        return Decision(
-            False,
-            f"champion {champion} cannot be loaded ({report['champion_error']}); it stays until"
-            " you roll back or promote with force: true",
-        )
-    need = champ["roc_auc"] + min_auc_gain
-    if auc >= need:
-        return Decision(
-            True,
-            f"challenger ROC-AUC {auc:.4f} >= champion {champ['roc_auc']:.4f} + {min_auc_gain}",
-        )
-    return Decision(
-        False,
-        f"champion {champion} stays: challenger ROC-AUC {auc:.4f} < champion"
-        f" {champ['roc_auc']:.4f} + {min_auc_gain}",
-    )
-
-
-def deploy(
-    registry: ModelRegistry, report: dict[str, Any], min_auc_gain: float = 0.0, force: bool = False
-) -> dict[str, Any]:
-    """Applies the gate; on promotion replaces the champion pointer atomically."""
-    decision = decide(report, min_auc_gain, force)
-    version = report["version"]
-    if decision.promote:
-        registry.promote(version, reason=decision.reason, forced=force)
-    return {
-        "champion": registry.champion(),
-        "challenger": version,
-        "promoted": decision.promote,
-        "forced": force and decision.promote,
-        "reason": decision.reason,
-    }
+    for name, png in pngs.items():
+        (folder / f"{name}.png").write_bytes(png)
+    path = registry.attach(version, "evaluation.json", report)
+    report["report_path"] = str(path)
+    return Evaluation(report, pngs, path)

@@ -1,11 +1,13 @@
 """The task spec: which columns hold the timestamp, the label and the features.
 
-A task is read from a YAML file (see ``pipeline/tasks/flights.yaml``, the built-in task). Nothing
-else in Flywheel names a column of a particular data set.
+The one reader (:func:`parse_task`, :func:`load_task`) and writer (:meth:`TaskSpec.to_mapping`)
+of a task. A task is read from a YAML file (see ``pipeline/tasks/flights.yaml``, the built-in
+task). Nothing else in Flywheel names a column of a particular data set.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -92,8 +94,54 @@ class TaskSpec:
         return (*self.numeric, *(rule.feature_name for rule in self.lagged_rates))
 
     @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The raw columns a prediction needs: every raw column but the label."""
+        return tuple(c for c in self.raw_columns if c != self.label.column)
+
+    @property
     def max_lag_days(self) -> int:
         return max((rule.days for rule in self.lagged_rates), default=0)
+
+    def history_days(self, day: dt.date) -> list[dt.date]:
+        """The days before ``day`` that its lagged rates read, oldest first."""
+        return [day - dt.timedelta(days=k) for k in range(self.max_lag_days, 0, -1)]
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The spec as the mapping a task file holds; :func:`parse_task` reads it back equal."""
+        label: dict[str, Any] = {"column": self.label.column}
+        if self.label.greater_than is not None:
+            label["greater_than"] = self.label.greater_than
+        else:
+            label["positive_values"] = list(self.label.positive_values or ())
+        label["missing_is_positive"] = self.label.missing_is_positive
+        source: dict[str, Any] = {"kind": self.source.kind}
+        if self.source.path is not None:
+            source["path"] = str(self.source.path)
+        checks = {}
+        for col, rule in self.checks:
+            entry: dict[str, Any] = {}
+            if rule.range is not None:
+                entry["range"] = list(rule.range)
+            if rule.allowed is not None:
+                entry["allowed"] = list(rule.allowed)
+            if rule.max_null_fraction is not None:
+                entry["max_null_fraction"] = rule.max_null_fraction
+            checks[col] = entry
+        return {
+            "name": self.name,
+            "source": source,
+            "timestamp": self.timestamp,
+            "label": label,
+            "features": {
+                "categorical": list(self.categorical),
+                "numeric": list(self.numeric),
+                "calendar": list(self.calendar),
+                "lagged_rates": [{"by": list(r.by), "days": r.days} for r in self.lagged_rates],
+            },
+            "exclude": list(self.exclude),
+            "checks": checks,
+            "key": list(self.key),
+        }
 
 
 _TOP_KEYS = {"name", "source", "timestamp", "label", "features", "exclude", "checks", "key"}

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
+
+from pipeline.data.storage import write_json_atomic
+from pipeline.home import FlywheelHome
 
 
 class JsonIOManager(ConfigurableIOManager):
@@ -21,18 +22,10 @@ class JsonIOManager(ConfigurableIOManager):
             raise ValueError(
                 f"{context.asset_key.to_user_string()}: JsonIOManager is for unpartitioned assets"
             )
-        return (
-            Path(self.home).expanduser().resolve()
-            / "assets"
-            / ("/".join(context.asset_key.path) + ".json")
-        )
+        return FlywheelHome.at(self.home).asset_value_file(list(context.asset_key.path))
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
-        path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, path)
+        write_json_atomic(self._path(context), obj, indent=2, sort_keys=True, default=str)
 
     def load_input(self, context: InputContext) -> Any:
         path = self._path(context)

@@ -5,27 +5,33 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipeline.model.registry import ModelRegistry
+from pipeline.checks.verdicts import VerdictStore
 from pipeline.data.storage import PartitionStore
+from pipeline.home import FlywheelHome
+from pipeline.model.registry import ModelRegistry
 
 
 class FlywheelStorage(ConfigurableResource):
-    """Everything Flywheel writes: partitions, model versions and scratch space under one home."""
+    """Everything Flywheel writes, under one home (its layout: :mod:`pipeline.home`)."""
 
     home: str = Field(description="Folder for Flywheel's files (FLYWHEEL_HOME).")
 
     @property
+    def layout(self) -> FlywheelHome:
+        return FlywheelHome.at(self.home)
+
+    @property
     def root(self) -> Path:
-        return Path(self.home).expanduser().resolve()
+        return self.layout.root
 
     def partitions(self, asset_name: str) -> PartitionStore:
-        return PartitionStore(self.root / asset_name)
+        return self.layout.partitions(asset_name)
 
     def registry(self) -> ModelRegistry:
-        return ModelRegistry(self.root / "models")
+        return self.layout.registry()
+
+    def verdicts(self) -> VerdictStore:
+        return self.layout.verdicts()
 
     def scratch(self, name: str) -> Path:
-        """A folder for a run's temporary files (Lightning's ``default_root_dir``)."""
-        path = self.root / "scratch" / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.layout.scratch(name)

@@ -1,8 +1,10 @@
 """``make demo``: the whole graph on the default data for the 67 days ending yesterday.
 
 Runs in this process against the Dagster instance in ``DAGSTER_HOME``, so every run shows in
-``make dev``. Partitions already on disk are reused, and so is a champion already trained on
-exactly this window.
+``make dev``: one run of ``data_job`` over the days (a single-run backfill), then one run of
+``feedback_job`` (``user_feedback``, empty on a fresh machine, then training, evaluation and the
+gate), so that every asset has been materialized once. Partitions already on disk are reused,
+and so is a champion already trained on exactly this window.
 """
 
 import datetime as dt
@@ -11,15 +13,12 @@ import sys
 import time
 
 from dagster import DagsterInstance
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from definitions import FLYWHEEL_HOME, defs
+from assets.partitions import range_tags
+from definitions import SETTINGS, defs
+from pipeline.home import FlywheelHome
+from pipeline.model.params import TrainParams
 from pipeline.steps import days_ending
-from pipeline.model.training import TrainParams
-from resources import FlywheelStorage
 
 
 def main() -> int:
@@ -29,16 +28,17 @@ def main() -> int:
     days = days_ending(end, params.window_days + params.holdout_days)
     instance = DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    storage = FlywheelStorage(home=FLYWHEEL_HOME)  # the layout the assets write
-    features, registry = storage.partitions("cleaned_features"), storage.registry()
+    home = FlywheelHome.at(SETTINGS.home)  # the layout the assets write
+    features, registry = home.partitions("cleaned_features"), home.registry()
 
     missing = [d for d in days if not features.exists(d)]
     if missing:
-        first, last = missing[0].isoformat(), missing[-1].isoformat()
-        print(f"materializing raw_data and cleaned_features for {first}..{last} (one run)")
+        print(
+            f"materializing raw_data and cleaned_features for {missing[0]}..{missing[-1]} (one run)"
+        )
         result = defs.resolve_job_def("data_job").execute_in_process(
             instance=instance,
-            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+            tags=range_tags(missing[0], missing[-1]),
             run_config=quiet,
             raise_on_error=False,
         )
@@ -57,12 +57,16 @@ def main() -> int:
         version = champion
         decision = {"champion": champion, "promoted": False, "reason": "reused"}
     else:
+        # The feedback store's tables, as `flywheel serve` would create them, so that
+        # user_feedback (no feedback yet on a fresh machine) can run before training.
+        defs.resources["feedback"].process_config_and_initialize().store().upgrade()
+        print("materializing user_feedback, trained_model, evaluation_report, deployed_model")
         run_config = {**quiet, "ops": {"trained_model": {"config": {"end_date": end.isoformat()}}}}
-        result = defs.resolve_job_def("training_job").execute_in_process(
+        result = defs.resolve_job_def("feedback_job").execute_in_process(
             instance=instance, run_config=run_config, raise_on_error=False
         )
         if not result.success:
-            print("training_job failed; see `make dev` for the run's logs", file=sys.stderr)
+            print("feedback_job failed; see `make dev` for the run's logs", file=sys.stderr)
             return 1
         version = result.output_for_node("trained_model")["version"]
         decision = result.output_for_node("deployed_model")

@@ -8,13 +8,12 @@ validation per day would cost ~73 ms each, ~50 s over a 365-day backfill;
 
 Each day gets a :class:`DayVerdict`: every expectation (a :class:`Rule`) with its observed value,
 its unexpected count and up to :data:`SAMPLE_SIZE` sample bad values, at a severity chosen on
-purpose: ``ERROR`` (blocking) or ``WARN``. The suites themselves are in :mod:`pipeline.checks.suites`.
+purpose: ``ERROR`` (blocking) or ``WARN``. The suites are in :mod:`pipeline.checks.suites`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-ERROR, WARN = "ERROR", "WARN"
-SAMPLE_SIZE = 20
+from pipeline.checks.results import SAMPLE_SIZE, Outcome, outcome, plain
+
 DAY_COLUMN = "__flywheel_day"  # the partition day of each row, in the validated frame
 
 
@@ -38,72 +37,6 @@ class Rule:
     column: str | None = None
     max_fraction: float = 0.0  # a day fails when more of its rows than this share are unexpected
     samples_from: tuple[str, ...] = ()  # columns the sample bad values come from
-
-
-@dataclass
-class DayVerdict:
-    """Every expectation's answer for one day of one asset."""
-
-    asset: str
-    day: dt.date
-    rows: int
-    results: list[dict[str, Any]]
-
-    def failures(self, severity: str | None = None) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in self.results
-            if not r["success"] and (severity is None or r["severity"] == severity)
-        ]
-
-    def passed(self, severity: str) -> bool:
-        return not self.failures(severity)
-
-    @property
-    def blocking_failed(self) -> bool:
-        return not self.passed(ERROR)
-
-    def reasons(self, severity: str | None = None) -> list[str]:
-        """One line per failed expectation: the rule, the column and the count."""
-        out = []
-        for r in self.failures(severity):
-            count = r.get("unexpected_count")
-            what = f"{count} of {r['element_count']} rows" if count is not None else "failed"
-            out.append(f"{r['rule']}: {what} (observed {r['observed_value']})")
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "asset": self.asset,
-            "day": self.day.isoformat(),
-            "rows": self.rows,
-            "blocking_failed": self.blocking_failed,
-            "results": self.results,
-        }
-
-
-def plain(value: Any) -> Any:
-    """A JSON-safe copy of a value from a frame or a GX result."""
-    if value is None or type(value) in (int, str, bool):  # most values: asked first
-        return value
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else (None if math.isnan(value) else str(value))
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if value is pd.NaT or (isinstance(value, pd.Timestamp | dt.date)):
-        return None if value is pd.NaT else value.isoformat()
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(value)
 
 
 def import_gx():
@@ -161,17 +94,6 @@ def run_suite(frame: pd.DataFrame, rules: list[Rule]) -> list[Any]:
     return [by_rule[i] for i in range(len(rules))]
 
 
-def outcome(of: Rule | None, **fields: Any) -> dict[str, Any]:
-    """One expectation's answer; ``of`` is None for those computed here rather than by GX."""
-    base = {
-        "rule": of.name if of else fields.pop("rule"),
-        "expectation": of.expectation.expectation_type if of else "computed by flywheel",
-        "column": of.column if of else fields.pop("column", None),
-        "severity": of.severity if of else fields.pop("severity"),
-    }
-    return {**base, **{k: plain(v) for k, v in fields.items()}}
-
-
 Frame = pd.DataFrame | pa.Table  # a day's rows: in memory, or as read from its Parquet file
 
 
@@ -224,11 +146,11 @@ def validate_days(
     columns: Iterable[str],
     build_rules,
     prepare=None,
-) -> dict[dt.date, list[dict[str, Any]]]:
+) -> dict[dt.date, list[Outcome]]:
     """Validates every non-empty day: one GX call per schema (the presence and kind of the
     ``columns`` the suite looks at, so normally one call in all); returns each day's outcomes."""
     columns = list(dict.fromkeys(columns))
-    out: dict[dt.date, list[dict[str, Any]]] = {day: [] for day in frames}
+    out: dict[dt.date, list[Outcome]] = {day: [] for day in frames}
     groups: dict[tuple, list[dt.date]] = {}
     for day, frame in frames.items():
         if len(frame):
@@ -247,8 +169,8 @@ def validate_days(
             prepare(frame)
         rules = build_rules(frame)
         for rule, res in zip(rules, run_suite(frame, rules), strict=True):
-            for day, outcome in zip(days, _per_day(rule, res, frame, codes, rows), strict=True):
-                out[day].append(outcome)
+            for day, found in zip(days, _per_day(rule, res, frame, codes, rows), strict=True):
+                out[day].append(found)
     return out
 
 

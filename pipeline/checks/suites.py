@@ -5,50 +5,35 @@ user's own data gets checks with no code change. :func:`validate_raw` and
 :func:`validate_features` validate all of a run's days with one Great Expectations call each
 (:mod:`pipeline.checks.engine`) and give every day a :class:`DayVerdict`, at a severity chosen on
 purpose per expectation: ``ERROR`` (a schema break, a null label, an over-threshold quarantine;
-blocking) or ``WARN`` (drift and soft limits). :class:`VerdictStore` keeps each day's latest
-verdict as JSON, so that training can leave out the days whose latest blocking check failed.
+blocking) or ``WARN`` (drift and soft limits). :mod:`pipeline.checks.verdicts` keeps each day's
+latest verdict, so that training can leave out the days whose latest blocking check failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import secrets
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.data.cleaning import QUARANTINE_REASON, parse_timestamps
 from pipeline.checks.engine import (
     DAY_COLUMN,
-    ERROR,
-    SAMPLE_SIZE,
-    WARN,
-    DayVerdict,
     Frame,
     Rule,
     import_gx,
     is_numeric,
     names,
-    outcome,
     validate_days,
 )
-from pipeline.data.storage import PartitionStore
+from pipeline.checks.results import ERROR, SAMPLE_SIZE, WARN, DayVerdict, outcome
+from pipeline.data.cleaning import QUARANTINE_REASON
+from pipeline.data.timestamps import parse_timestamps
 from pipeline.task import LABEL_COLUMN, TaskSpec
-
-if TYPE_CHECKING:
-    from pipeline.model.registry import ModelRegistry
 
 ROW_COUNT_FACTOR = 3.0  # a day's rows within [median / 3, median * 3] of the trailing days
 TRAILING_DAYS = 7
 MAX_QUARANTINE_FRACTION = 0.05
-UNASSIGNED_FILE = "unassigned.quarantine.parquet"
 
 _TS_DAY = "__flywheel_timestamp_day"
 _FINITE = float(np.finfo(np.float64).max)
@@ -155,7 +140,7 @@ def _row_count_outcome(day: dt.date, n: int, counts: Mapping[dt.date, int], fact
     )  # fmt: skip
 
 
-def _raw_columns(spec: TaskSpec) -> list[str]:
+def raw_columns(spec: TaskSpec) -> list[str]:
     """The raw columns the suite looks at."""
     return list(dict.fromkeys([*spec.raw_columns, *spec.key, *(c for c, _ in spec.checks)]))
 
@@ -174,7 +159,7 @@ def validate_raw(
         if spec.timestamp in frame.columns:
             frame[_TS_DAY] = parse_timestamps(frame[spec.timestamp]).dt.floor("D")
 
-    found = validate_days(frames, _raw_columns(spec), lambda s: raw_rules(spec, s), prepare)
+    found = validate_days(frames, raw_columns(spec), lambda s: raw_rules(spec, s), prepare)
     verdicts = {}
     for day, frame in frames.items():
         results = [*found[day], _row_count_outcome(day, len(frame), counts, row_count_factor)]
@@ -211,140 +196,3 @@ def validate_features(
         ]  # fmt: skip
         verdicts[day] = DayVerdict(asset, day, len(frame), [*found[day], *computed])
     return verdicts
-
-
-class VerdictStore:
-    """The latest check verdict of each day: ``<root>/<asset>/<YYYY-MM-DD>.json``."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    def path(self, asset: str, day: dt.date) -> Path:
-        return self.root / asset / f"{day.isoformat()}.json"
-
-    def write(self, verdict: DayVerdict, run_id: str | None = None) -> Path:
-        path = self.path(verdict.asset, verdict.day)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {**verdict.to_dict(), "run_id": run_id,
-                "checked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
-        return path
-
-    def read(self, asset: str, day: dt.date) -> dict[str, Any] | None:
-        path = self.path(asset, day)
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def left_out(
-        self, days: Iterable[dt.date], assets: Iterable[str] = ("raw_data", "cleaned_features")
-    ) -> dict[str, str]:
-        """The days whose latest blocking check failed, each with why."""
-        out: dict[str, str] = {}
-        for day in days:
-            why = []
-            for asset in assets:
-                data = self.read(asset, day)
-                if data and data["blocking_failed"]:
-                    verdict = DayVerdict(asset, day, data["rows"], data["results"])
-                    why.append(f"{asset}: " + "; ".join(verdict.reasons(ERROR)))
-            if why:
-                out[day.isoformat()] = " | ".join(why)
-        return out
-
-
-def unassigned_path(raw: PartitionStore) -> Path:
-    """Where raw_data keeps the source rows that belong to no day (timestamp missing or bad)."""
-    return raw.root / UNASSIGNED_FILE
-
-
-def _unassigned_outcome(spec: TaskSpec, raw: PartitionStore) -> dict[str, Any] | None:
-    path = unassigned_path(raw)
-    if not path.is_file():
-        return None
-    frame = pd.read_parquet(path)
-    ts = spec.timestamp
-    values = frame[ts].tolist()[:SAMPLE_SIZE] if ts in frame else []
-    return outcome(
-        None, rule=f"every source row has a timestamp {ts!r} that parses (else: {path.name})",
-        column=ts, severity=WARN, success=frame.empty, observed_value=str(path),
-        element_count=len(frame), unexpected_count=len(frame), sample_unexpected=values,
-    )  # fmt: skip
-
-
-def _trailing_counts(store: PartitionStore, days: list[dt.date]) -> dict[dt.date, int]:
-    out = {}
-    first = min(days)
-    for k in range(1, TRAILING_DAYS + 1):
-        day = first - dt.timedelta(days=k)
-        if store.exists(day):
-            out[day] = pq.ParquetFile(store.path(day)).metadata.num_rows
-    return out
-
-
-def _read_columns(path: Path, wanted: list[str]) -> pa.Table:
-    """Those of the ``wanted`` columns that the file has (all of them when it has none)."""
-    file = pq.ParquetFile(path)  # one open for the schema and the rows
-    names = file.schema_arrow.names
-    return file.read(columns=[c for c in wanted if c in names] or None)
-
-
-def quarantine_reasons(path: Path) -> list[str]:
-    """A quarantine file's reasons, one per row (all the checks need of it)."""
-    if not path.is_file():
-        return []
-    table = _read_columns(path, [QUARANTINE_REASON])
-    if QUARANTINE_REASON not in table.column_names:
-        return ["(no reason recorded)"] * table.num_rows
-    return table.column(QUARANTINE_REASON).to_pylist()
-
-
-def check_raw_days(
-    spec: TaskSpec,
-    raw: PartitionStore,
-    verdicts: VerdictStore,
-    days: list[dt.date],
-    run_id: str | None = None,
-    row_count_factor: float = ROW_COUNT_FACTOR,
-) -> list[DayVerdict]:
-    """Checks the stored raw_data of ``days`` and records each day's verdict."""
-    wanted = _raw_columns(spec)
-    frames = {}
-    for day in days:  # only the columns the suite looks at: a day's file may have many more
-        frames[day] = _read_columns(raw.path(day), wanted)
-    found = validate_raw(spec, frames, _trailing_counts(raw, days), row_count_factor)
-    unassigned = _unassigned_outcome(spec, raw)
-    out = []
-    for day in days:
-        verdict = found[day]
-        if unassigned is not None:  # such a row could belong to any day of the run
-            verdict.results.append(unassigned)
-        verdicts.write(verdict, run_id)
-        out.append(verdict)
-    return out
-
-
-def check_feature_days(
-    spec: TaskSpec,
-    features: PartitionStore,
-    verdicts: VerdictStore,
-    days: list[dt.date],
-    vocabularies: Mapping[str, list[str]] | None = None,
-    max_quarantine_fraction: float = MAX_QUARANTINE_FRACTION,
-    run_id: str | None = None,
-) -> list[DayVerdict]:
-    """Checks the stored cleaned_features of ``days`` and records each day's verdict."""
-    frames = {day: pq.ParquetFile(features.path(day)).read() for day in days}
-    quarantines = {day: quarantine_reasons(features.quarantine_path(day)) for day in days}
-    found = validate_features(spec, frames, quarantines, vocabularies, max_quarantine_fraction)
-    for day in days:
-        verdicts.write(found[day], run_id)
-    return [found[day] for day in days]
-
-
-def champion_vocabularies(registry: ModelRegistry) -> dict[str, list[str]] | None:
-    """The champion's training vocabularies (categorical column to known values), if any."""
-    champion = registry.champion()
-    if champion is None:
-        return None
-    return registry.read_json(champion, "preprocessing.json")["vocabularies"]

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.task import LABEL_COLUMN, LaggedRate, TaskSpec
+from pipeline.data.labels import compute_labels
+from pipeline.data.lagged import LabelledHistory, lagged_rates
+from pipeline.data.timestamps import parse_timestamps
+from pipeline.task import LABEL_COLUMN, TaskSpec
 
 QUARANTINE_REASON = "quarantine_reason"
 
@@ -40,82 +43,8 @@ def _require_columns(frame: pd.DataFrame, spec: TaskSpec, day: dt.date, what: st
             raise CleaningError(f"partition {day}: {what} has no column {col!r}")
 
 
-def compute_labels(frame: pd.DataFrame, spec: TaskSpec) -> tuple[pd.Series, pd.Series]:
-    """The 0/1 label of each row, and the reason (or "") a row's label is unusable."""
-    raw = frame[spec.label.column]
-    rule = spec.label
-    reason = pd.Series("", index=frame.index, dtype=object)
-    missing = raw.isna()
-    if rule.greater_than is not None:
-        values = pd.to_numeric(raw, errors="coerce")
-        bad = values.isna() & ~missing
-        reason[bad] = f"label: {rule.column!r} is not a number"
-        label = (values > rule.greater_than).astype("float64")
-    else:
-        positives = {str(v) for v in rule.positive_values or ()}
-        label = raw.astype(str).isin(positives).astype("float64")
-        allowed = dict(spec.checks).get(rule.column)
-        if allowed is not None and allowed.allowed is not None:  # else any value is a negative
-            unknown = ~raw.astype(str).isin({str(v) for v in allowed.allowed}) & ~missing
-            reason[unknown] = f"label: {rule.column!r} is not one of the allowed values"
-    if rule.missing_is_positive:
-        label[missing] = 1.0
-    else:
-        reason[missing] = f"label: {rule.column!r} is missing"
-    label[reason != ""] = np.nan
-    return label, reason
-
-
-def parse_timestamps(values: pd.Series) -> pd.Series:
-    """UTC timestamps; values that do not parse become NaT. Naive values are taken as UTC."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
-    return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-
-
 def _numeric(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").astype("float64")
-
-
-@dataclass
-class LabelledHistory:
-    """Raw rows of earlier days with their parsed timestamps and usable labels, computed once
-    per day and shared by every lagged-rate rule."""
-
-    rows: pd.DataFrame
-    timestamps: pd.Series
-    labels: pd.Series
-    usable: pd.Series
-
-    @classmethod
-    def of(cls, history: pd.DataFrame, spec: TaskSpec) -> LabelledHistory:
-        label, reason = compute_labels(history, spec)
-        ts = parse_timestamps(history[spec.timestamp])
-        return cls(history, ts, label, reason == "")
-
-
-def lagged_rates(
-    day: dt.date,
-    history: pd.DataFrame | LabelledHistory,
-    spec: TaskSpec,
-    rule: LaggedRate,
-) -> pd.DataFrame:
-    """Share of positive labels per group over the ``rule.days`` days strictly before ``day``.
-
-    Returns one row per group: the ``by`` columns and the rate (named ``rule.feature_name``).
-    Rows of ``history`` outside that window, or with an unusable label, are not counted.
-    """
-    name = rule.feature_name
-    if not len(history.rows if isinstance(history, LabelledHistory) else history):
-        return pd.DataFrame(columns=[*rule.by, name])
-    if not isinstance(history, LabelledHistory):
-        history = LabelledHistory.of(history, spec)
-    start = pd.Timestamp(day - dt.timedelta(days=rule.days), tz="UTC")
-    end = pd.Timestamp(day, tz="UTC")
-    usable = history.usable & (history.timestamps >= start) & (history.timestamps < end)
-    frame = history.rows.loc[usable, list(rule.by)].astype(str)
-    frame[name] = history.labels[usable].to_numpy()
-    return frame.groupby(list(rule.by), as_index=False)[name].mean()
 
 
 def clean_day(

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
+from pipeline.data.timestamps import parse_timestamp_array
 from pipeline.task import TaskSpec
 
 REPLAY_YEAR = 2013
@@ -194,7 +195,7 @@ class FilesSource:
         except pa.ArrowInvalid as err:
             raise SourceError(f"partition {day}: cannot read {file}: {err}") from err
         if expr is None:  # values that do not parse are null here, so no day takes them
-            parsed = _parse_timestamps(table.column(ts_col))
+            parsed = parse_timestamp_array(table.column(ts_col))
             mask = pc.and_(pc.greater_equal(parsed, lo), pc.less(parsed, hi))
             table = table.filter(mask)
         return table
@@ -235,7 +236,7 @@ class FilesSource:
             if ts_col not in table.column_names:
                 continue  # read_day names this file and column
             raw = table.column(ts_col)
-            parsed = raw if pa.types.is_timestamp(raw.type) else _parse_timestamps(raw)
+            parsed = raw if pa.types.is_timestamp(raw.type) else parse_timestamp_array(raw)
             bad = pc.is_null(parsed)
             if not pc.any(bad).as_py():
                 continue
@@ -249,13 +250,6 @@ class FilesSource:
             ]
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _parse_timestamps(col: pa.ChunkedArray) -> pa.Array:
-    """Parses ISO-8601 strings (or dates) to UTC timestamps; naive values are taken as UTC, and
-    values that do not parse become null."""
-    values = pd.to_datetime(col.to_pandas(), utc=True, errors="coerce", format="ISO8601")
-    return pa.array(values, type=pa.timestamp("us", tz="UTC"))
 
 
 Source = NycFlights13Source | FilesSource

@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Writes ``frame`` to ``path`` through a temporary file and one rename."""
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Writes ``path`` whole or not at all: ``write`` fills a temporary file beside it, then one
+    rename replaces ``path``. The one atomic write of Flywheel's files (partitions, verdicts,
+    model documents, the champion pointer, asset values)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
+    """Writes ``frame`` to ``path`` as Parquet, atomically."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_json_atomic(path: Path, data: Any, **dumps: Any) -> Path:
+    """Writes ``data`` to ``path`` as JSON (``dumps``: options of ``json.dumps``), atomically."""
+    text = json.dumps(data, **dumps)
+    return replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 class PartitionStore:
@@ -50,10 +67,6 @@ class PartitionStore:
         if not path.is_file():
             raise FileNotFoundError(f"partition {day} has not been materialized ({path})")
         return pd.read_parquet(path)
-
-    def read_quarantine(self, day: dt.date) -> pd.DataFrame:
-        path = self.quarantine_path(day)
-        return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
 
     def days(self) -> list[dt.date]:
         """Days that have a file, oldest first."""

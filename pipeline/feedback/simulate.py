@@ -7,23 +7,22 @@ the UI without users.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
 
-from pipeline.data.cleaning import compute_labels
-from pipeline.serving.app import records_for_api
+from pipeline.data.labels import compute_labels
 from pipeline.data.sources import make_source
-from pipeline.data.storage import PartitionStore
+from pipeline.home import FlywheelHome
+from pipeline.serving.features import records_for_api
 from pipeline.task import TaskSpec
 
 
-def recent_rows(spec: TaskSpec, home: Path, days: int = 3) -> pd.DataFrame:
+def recent_rows(spec: TaskSpec, home: FlywheelHome, days: int = 3) -> pd.DataFrame:
     """The newest ``days`` raw_data partitions under ``home``, else the source's last days."""
-    store = PartitionStore(home / "raw_data")
+    store = home.partitions("raw_data")
     have = store.days()[-days:]
     if have:
         return store.read_many(have)[0]

@@ -7,11 +7,13 @@ version, so that serving computes exactly what training computed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from pipeline.task import TaskSpec
 
@@ -62,6 +64,8 @@ class Preprocessor:
 
     def transform(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(categorical, numeric)``: ``(rows, n_cat)`` int64, ``(rows, 2*n_num)`` f32."""
+        import torch  # here, not at import: the data checks read vocabularies without torch
+
         n = len(frame)
         cat = np.zeros((n, len(self.categorical)), dtype=np.int64)
         for j, col in enumerate(self.categorical):

@@ -1,89 +1,74 @@
-"""Classification metrics and plots, in NumPy and Matplotlib (no scikit-learn at run time)."""
+"""Classification metrics: scikit-learn's where it has them, hand-written where it does not."""
 
 from __future__ import annotations
 
-import base64
-import io
+import warnings
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as skm
 
 EPS = 1e-7
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties counted half); NaN with one class."""
+    """Area under the ROC curve (ties counted half); NaN when ``y`` holds one class."""
     y = np.asarray(y, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(p, kind="mergesort")
-    ranks = np.empty(len(p), dtype=np.float64)
-    sorted_p = np.asarray(p)[order]
-    # Average ranks over ties.
-    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def _curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative true and false positives at each distinct score, highest first."""
-    order = np.argsort(-np.asarray(p), kind="mergesort")
-    y_sorted = np.asarray(y, dtype=np.float64)[order]
-    p_sorted = np.asarray(p)[order]
-    last = np.r_[np.nonzero(np.diff(p_sorted))[0], len(p_sorted) - 1]
-    tps = np.cumsum(y_sorted)[last]
-    fps = (last + 1) - tps
-    return tps, fps, p_sorted[last]
+    return float(skm.roc_auc_score(y, p))
 
 
 def roc_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    tps, fps, _ = _curve(y, p)
-    return np.r_[0.0, fps / max(fps[-1], 1)], np.r_[0.0, tps / max(tps[-1], 1)]
+    """False and true positive rates at each distinct threshold, from (0, 0)."""
+    with warnings.catch_warnings():  # one class: scikit-learn warns and returns NaN rates
+        warnings.simplefilter("ignore")
+        fpr, tpr, _ = skm.roc_curve(y, p, drop_intermediate=False)
+    return np.nan_to_num(fpr), np.nan_to_num(tpr)
 
 
 def pr_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Recall and precision at each threshold."""
-    tps, fps, _ = _curve(y, p)
-    precision = tps / np.maximum(tps + fps, 1)
-    recall = tps / max(tps[-1], 1)
-    return np.r_[0.0, recall], np.r_[1.0, precision]
+    """Recall and precision at each threshold, from recall 0."""
+    precision, recall, _ = skm.precision_recall_curve(y, p, drop_intermediate=False)
+    return recall[::-1], precision[::-1]
 
 
 def average_precision(y: np.ndarray, p: np.ndarray) -> float:
-    """PR-AUC as average precision (the step-wise sum, as scikit-learn computes it)."""
+    """PR-AUC as average precision; NaN when ``y`` has no positive."""
     if not np.any(y):
         return float("nan")
-    recall, precision = pr_curve(y, p)
-    return float(np.sum(np.diff(recall) * precision[1:]))
+    return float(skm.average_precision_score(y, p))
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    """Mean binary cross-entropy; scores clipped to [EPS, 1 - EPS] (a score of 0 or 1 is finite)."""
+    return float(skm.log_loss(y, np.clip(p, EPS, 1 - EPS), labels=[0, 1]))
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean((p - y) ** 2))
+    return float(skm.brier_score_loss(y, p, pos_label=1))
 
 
 def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
-    """Equal-width bins of predicted probability: mean prediction, observed rate, count."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    out = []
-    for b in range(bins):
-        mask = idx == b
-        if mask.any():
-            out.append(
-                {"mean_predicted": float(p[mask].mean()), "observed_rate": float(y[mask].mean()),
-                 "count": int(mask.sum())}
-            )  # fmt: skip
-    return out
+    """Equal-width bins of predicted probability: mean prediction, observed rate, count.
+
+    Hand-written: scikit-learn's ``calibration_curve`` drops the counts, which both the
+    expected calibration error and the plot need.
+    """
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    idx = np.clip(np.digitize(p, np.linspace(0.0, 1.0, bins + 1)[1:-1]), 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    mean_p = np.bincount(idx, weights=p, minlength=bins)
+    rate = np.bincount(idx, weights=y, minlength=bins)
+    return [
+        {"mean_predicted": float(mean_p[b] / count[b]), "observed_rate": float(rate[b] / count[b]),
+         "count": int(count[b])}
+        for b in range(bins) if count[b]
+    ]  # fmt: skip
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Count-weighted mean gap between predicted and observed rates (no scikit-learn metric)."""
     n = len(y)
     return float(
         sum(b["count"] / n * abs(b["mean_predicted"] - b["observed_rate"])
@@ -95,25 +80,25 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """The score threshold that maximizes F1 on (y, p); 0.5 when y has no positives."""
     if len(y) == 0 or not np.any(y):
         return 0.5
-    tps, fps, thresholds = _curve(y, p)
-    f1 = 2 * tps / np.maximum(tps + fps + tps[-1], 1)
+    precision, recall, thresholds = skm.precision_recall_curve(y, p)
+    # The curve's last point (recall 0) has no threshold.
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
     return float(thresholds[int(np.argmax(f1))])
 
 
 def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
-    pred = p >= threshold
-    y = y.astype(bool)
-    tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
-    fn, tn = int((~pred & y).sum()), int((~pred & ~y).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    pred = np.asarray(p) >= threshold
+    y = np.asarray(y).astype(bool)
+    tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(y, pred, labels=[False, True]).ravel())
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(
+        y, pred, average="binary", zero_division=0.0
+    )
     return {
         "threshold": float(threshold),
         "accuracy": (tp + tn) / max(len(y), 1),
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
         "confusion_matrix": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
     }
 
@@ -147,50 +132,3 @@ def prior_baseline(y: np.ndarray, prior: float) -> dict[str, float]:
         "log_loss": log_loss(y, p),
         "brier": brier(y, p),
     }
-
-
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def plots(y: np.ndarray, curves: dict[str, np.ndarray]) -> dict[str, str]:
-    """ROC, precision-recall and calibration plots (base64 PNG) for one or more models."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    out = {}
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    for name, p in curves.items():
-        fpr, tpr = roc_curve(y, p)
-        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(y, p):.3f})")
-    ax.plot([0, 1], [0, 1], "k:", label="prior")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    ax.legend(loc="lower right", fontsize=8)
-    out["roc"] = _png(fig)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    for name, p in curves.items():
-        recall, precision = pr_curve(y, p)
-        ax.plot(recall, precision, label=f"{name} (AP {average_precision(y, p):.3f})")
-    ax.axhline(float(np.mean(y)), color="k", linestyle=":", label="prior")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
-    ax.legend(loc="upper right", fontsize=8)
-    out["precision_recall"] = _png(fig)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    for name, p in curves.items():
-        bins = calibration_bins(y, p)
-        ax.plot([b["mean_predicted"] for b in bins], [b["observed_rate"] for b in bins], "o-",
-                label=name)  # fmt: skip
-    ax.plot([0, 1], [0, 1], "k:", label="perfect")
-    ax.set(xlabel="mean predicted", ylabel="observed rate", title="Calibration")
-    ax.legend(loc="upper left", fontsize=8)
-    out["calibration"] = _png(fig)
-    plt.close(fig)
-    return out

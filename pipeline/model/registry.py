@@ -26,12 +26,13 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from pipeline.data.storage import write_json_atomic
 from pipeline.model.features import Preprocessor
-from pipeline.model.network import FlywheelModule
+
+if TYPE_CHECKING:  # torch and Lightning load only where a model is saved or loaded
+    from pipeline.model.module import FlywheelModule
 
 CORE_FILES = ("weights.pt", "preprocessing.json", "hparams.json", "training.json")
 
@@ -59,9 +60,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=2, sort_keys=True, default=str)
 
 
 def _now() -> str:
@@ -100,6 +99,8 @@ class ModelRegistry:
         ``documents`` maps extra JSON file names (such as ``serving.json``) to their content;
         they are written and checksummed in the manifest like the core files.
         """
+        import torch
+
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         version = f"{stamp}-{secrets.token_hex(3)}"
         self.versions_dir.mkdir(parents=True, exist_ok=True)
@@ -158,10 +159,15 @@ class ModelRegistry:
 
     def load(self, version: str) -> LoadedModel:
         """Loads a verified version; never unpickles anything but tensors."""
+        import torch
+
+        from pipeline.model.module import FlywheelModule
+
         self.verify(version)
         folder = self.path(version)
         try:
             hparams = self.read_json(version, "hparams.json")
+            hparams.pop("pos_weight", None)  # saved by versions before it was dropped (unused)
             training = self.read_json(version, "training.json")
             prep = Preprocessor.from_dict(self.read_json(version, "preprocessing.json"))
             state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)

@@ -18,23 +18,24 @@ import pandas as pd
 import pytest
 from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
 
-from assets.checks import (
-    LOGGED_DAYS,
-    _report,
-    cleaned_features_expectations,
-    raw_data_expectations,
-)
-from assets.data import cleaned_features, raw_data
-from assets.deployment import deployed_model
-from assets.training import evaluation_report, trained_model
-from pipeline.checks.suites import UNASSIGNED_FILE, VerdictStore
-from pipeline.checks.engine import DayVerdict
+from assets.checks import LOGGED_DAYS, _report
+from pipeline.checks.results import DayVerdict, Outcome
+from pipeline.checks.verdicts import VerdictStore
+from pipeline.home import FlywheelHome
 from pipeline.model.registry import ModelRegistry
 from resources import FlywheelStorage, JsonIOManager, TaskSource
-from tests.conftest import CHURN_CHECKS, CHURN_START, make_churn_frame, write_churn_task
+from tests.helpers import (
+    CHURN_CHECKS,
+    CHURN_START,
+    graph_assets,
+    make_churn_frame,
+    write_churn_task,
+)
 
-DATA_ASSETS = [raw_data, cleaned_features, raw_data_expectations, cleaned_features_expectations]
-TRAIN_ASSETS = [trained_model, evaluation_report, deployed_model]
+GRAPH = graph_assets()
+DATA_ASSETS = [GRAPH[n] for n in ("raw_data", "cleaned_features", "raw_data_expectations",
+                                  "cleaned_features_expectations")]  # fmt: skip
+TRAIN_ASSETS = [GRAPH[n] for n in ("trained_model", "evaluation_report", "deployed_model")]
 LAST = CHURN_START + dt.timedelta(days=20)
 RUN_DAYS = [LAST - dt.timedelta(days=i) for i in (2, 1, 0)]
 BAD_DAY = RUN_DAYS[1]
@@ -115,7 +116,7 @@ def _rows_on_disk(home: Path) -> int:
     for day in range(21):
         path = raw / f"{(CHURN_START + dt.timedelta(days=day)).isoformat()}.parquet"
         total += len(pd.read_parquet(path))
-    unassigned = raw / UNASSIGNED_FILE
+    unassigned = FlywheelHome.at(home).unassigned_file
     return total + (len(pd.read_parquet(unassigned)) if unassigned.is_file() else 0)
 
 
@@ -210,7 +211,7 @@ def test_unparseable_timestamps_are_kept_and_reported(env):
         result, "raw_data_expectations"
     ).values():  # any day might lack them
         assert not evaluation.passed
-    kept = pd.read_parquet(home / "raw_data" / UNASSIGNED_FILE)
+    kept = pd.read_parquet(FlywheelHome.at(home).unassigned_file)
     assert sorted(kept["event_time"]) == sorted(bad["event_time"])
     assert _rows_on_disk(home) == _source_rows(task)
     assert ModelRegistry(home / "models").champion() == champion
@@ -223,7 +224,9 @@ def test_timestamp_from_another_day_in_a_raw_partition(env):
     frame = pd.read_parquet(path)
     frame.loc[0, "event_time"] += pd.Timedelta(days=3)
     frame.to_parquet(path, index=False)
-    selection = AssetSelection.checks_for_assets(raw_data) | AssetSelection.assets(cleaned_features)
+    selection = AssetSelection.checks_for_assets("raw_data") | AssetSelection.assets(
+        "cleaned_features"
+    )
     result = _run(home, task, DATA_ASSETS, [BAD_DAY], selection=selection)
     assert result.success
     (evaluation,) = _evaluations(result, "raw_data_expectations").values()
@@ -276,15 +279,15 @@ def test_training_leaves_out_failed_days_and_reports_them(env):
 
 def test_the_run_log_names_the_first_failed_days_and_counts_the_rest(tmp_path):
     """A long range failing on many days logs one bounded line; the UI has every day."""
-    (spec,) = raw_data_expectations.check_specs
+    (spec,) = GRAPH["raw_data_expectations"].check_specs
     logged: list[str] = []
     context = SimpleNamespace(
         check_specs=[spec], has_partition_key=True, log=SimpleNamespace(warning=logged.append)
     )
     days = [CHURN_START + dt.timedelta(days=i) for i in range(LOGGED_DAYS + 2)]
-    failed = {"rule": "'usage' within [0, 500]", "severity": "WARN", "success": False,
-              "column": "usage", "observed_value": 0.5, "element_count": 2,
-              "unexpected_count": 1, "sample_unexpected": [9999.0]}  # fmt: skip
+    failed = Outcome(rule="'usage' within [0, 500]", expectation="between", severity="WARN",
+                     success=False, column="usage", observed_value=0.5, element_count=2,
+                     unexpected_count=1, sample_unexpected=[9999.0])  # fmt: skip
     verdicts = [DayVerdict("raw_data", day, 2, [failed]) for day in days]
     results = list(_report(context, verdicts, VerdictStore(tmp_path)))
     assert [r.passed for r in results] == [False] * len(days)

@@ -2,7 +2,7 @@ from dataclasses import fields
 
 from assets.deployment import DeployConfig
 from assets.training import TrainingConfig
-from pipeline.model.training import TrainParams
+from pipeline.model.params import TrainParams
 
 RUN_ONLY = {"end_date", "feedback_weight", "min_train_days"}  # about the run, not the model
 

@@ -7,21 +7,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from assets.data import cleaned_features, raw_data
-from assets.deployment import deployed_model
-from assets.training import evaluation_report, trained_model
+from assets.partitions import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from assets.partitions import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 from pipeline.model.registry import ModelRegistry
-from tests.conftest import flywheel_resources, make_churn_frame
+from tests.helpers import flywheel_resources, graph_assets, make_churn_frame
 
 pytestmark = pytest.mark.slow
 
-DATA = [raw_data, cleaned_features]
-MODEL = [trained_model, evaluation_report, deployed_model]
+GRAPH = graph_assets()
+DATA = [GRAPH["raw_data"], GRAPH["cleaned_features"]]
+MODEL = [GRAPH["trained_model"], GRAPH["evaluation_report"], GRAPH["deployed_model"]]
 
 
 def fill(home: Path, task: Path | str, first: str, last: str, instance=None):

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import materialize
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from assets.data import cleaned_features, raw_data
-from tests.conftest import flywheel_resources
+from assets.partitions import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from assets.partitions import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
+from tests.helpers import flywheel_resources, graph_assets
+
+GRAPH = graph_assets()
+raw_data, cleaned_features = GRAPH["raw_data"], GRAPH["cleaned_features"]
 
 DAYS = [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(4)]
 

@@ -15,19 +15,28 @@ from dagster import (
     build_schedule_context,
     instance_for_test,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from assets import automation
 from assets.automation import (
+    DEFAULT_CRON,
     MAX_CATCHUP_DAYS,
     PARTITION_TAG,
     REASON_TAG,
-    build_nightly_retrain,
     previous_day,
 )
+from assets.automation import build_nightly_retrain as build_schedule
+from assets.jobs import nightly_job
+from assets.partitions import DEFAULT_START_DATE
+from assets.partitions import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+from assets.partitions import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
+from definitions import Settings, build_defs
+
+FIRST = dt.date.fromisoformat(DEFAULT_START_DATE)
+
+
+def build_nightly_retrain(cron: str, timezone: str, **kwargs):
+    """``nightly_retrain`` of the real nightly job, from the default first partition."""
+    return build_schedule(nightly_job, FIRST, cron, timezone, **kwargs)
+
 
 UTC = dt.UTC
 
@@ -83,7 +92,9 @@ def test_previous_day(local_time: str, timezone: str, partition: str):
 
 
 def test_cron_and_timezone():
-    assert automation.nightly_retrain.cron_schedule == automation.RETRAIN_CRON
+    defaults = build_defs(Settings()).resolve_schedule_def("nightly_retrain")
+    assert defaults.cron_schedule == DEFAULT_CRON == "0 2 * * *"
+    assert defaults.execution_timezone == "UTC"
     schedule = build_nightly_retrain("30 3 * * 1-5", "Europe/Berlin")
     assert schedule.name == "nightly_retrain"
     assert schedule.cron_schedule == "30 3 * * 1-5"
@@ -93,31 +104,28 @@ def test_cron_and_timezone():
         build_nightly_retrain("0 2 * * *", "Nowhere/Never")
 
 
-def test_environment_is_read_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+def test_environment_reaches_the_schedule(tmp_path: Path):
     """FLYWHEEL_RETRAIN_CRON / FLYWHEEL_TIMEZONE / FLYWHEEL_RETRAIN_CONFIG reach the schedule."""
-    import importlib
-
     config = tmp_path / "retrain.yaml"
     config.write_text("ops: {trained_model: {config: {epochs: 3}}}\n")
-    monkeypatch.setenv("FLYWHEEL_RETRAIN_CRON", "15 4 * * *")
-    monkeypatch.setenv("FLYWHEEL_TIMEZONE", "Asia/Tokyo")
-    monkeypatch.setenv("FLYWHEEL_RETRAIN_CONFIG", str(config))
-    monkeypatch.setenv("FLYWHEEL_RETRAIN_DEFAULT_STATUS", "stopped")
-    try:
-        module = importlib.reload(automation)
-        schedule = module.nightly_retrain
-        assert schedule.cron_schedule == "15 4 * * *"
-        assert schedule.execution_timezone == "Asia/Tokyo"
-        assert schedule.default_status.value == "STOPPED"
-        (tmp_path / "home").mkdir()
-        with instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
-            when = dt.datetime(2026, 3, 10, 4, 15, tzinfo=ZoneInfo("Asia/Tokyo"))
-            request = tick(schedule, instance, when)
-        assert request.run_config == {"ops": {"trained_model": {"config": {"epochs": 3}}}}
-        assert request.partition_key == "2026-03-08"  # 19:15 UTC on the 9th: the 8th is done
-    finally:
-        monkeypatch.undo()
-        importlib.reload(automation)
+    env = {
+        "FLYWHEEL_RETRAIN_CRON": "15 4 * * *",
+        "FLYWHEEL_TIMEZONE": "Asia/Tokyo",
+        "FLYWHEEL_RETRAIN_CONFIG": str(config),
+        "FLYWHEEL_RETRAIN_DEFAULT_STATUS": "stopped",
+        "FLYWHEEL_HOME": str(tmp_path / "flywheel"),
+    }
+    defs = build_defs(Settings.from_env(env))
+    schedule = defs.resolve_schedule_def("nightly_retrain")
+    assert schedule.cron_schedule == "15 4 * * *"
+    assert schedule.execution_timezone == "Asia/Tokyo"
+    assert schedule.default_status.value == "STOPPED"
+    (tmp_path / "home").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        when = dt.datetime(2026, 3, 10, 4, 15, tzinfo=ZoneInfo("Asia/Tokyo"))
+        request = tick(schedule, instance, when)
+    assert request.run_config == {"ops": {"trained_model": {"config": {"epochs": 3}}}}
+    assert request.partition_key == "2026-03-08"  # 19:15 UTC on the 9th: the 8th is done
 
 
 def test_tick_requests_yesterday_with_tags(instance: DagsterInstance):
@@ -178,8 +186,7 @@ def test_rerun_after_a_later_backfill_still_fills_yesterday(instance: DagsterIns
 
 def test_tick_before_the_first_partition_is_skipped(instance: DagsterInstance):
     schedule = build_nightly_retrain("0 2 * * *", "UTC")
-    first = dt.date.fromisoformat(automation.daily_partitions.get_first_partition_key())
-    when = dt.datetime.combine(first, dt.time(2), tzinfo=UTC)  # fills the day before the first
+    when = dt.datetime.combine(FIRST, dt.time(2), tzinfo=UTC)  # fills the day before the first
     result = tick(schedule, instance, when)
     assert isinstance(result, SkipReason)
     assert "before the first partition" in result.skip_message

@@ -9,10 +9,11 @@ import time
 import httpx
 import pytest
 
-from assets.feedback import RUN_KEY_TAG, run_key
-from pipeline.feedback.store import FeedbackStore, sqlite_url
+from assets.sensors import RUN_KEY_TAG, run_key
+from pipeline.feedback.store import FeedbackStore
+from pipeline.home import FlywheelHome
 from pipeline.serving.app import create_app
-from tests.pipeline.test_serving import SERVE_DAY, Server, build_home, serve_rows
+from tests.helpers import SERVE_DAY, Server, build_home, serve_rows
 from tests.servers import dagster_stack, wait_until
 
 FEEDBACK_ROWS = 40
@@ -39,7 +40,9 @@ def test_feedback_retrains_and_the_app_serves_the_new_champion(tmp_path):
         "FLYWHEEL_FEEDBACK_INTERVAL_SECONDS": "3",
         "FLYWHEEL_FEEDBACK_RUN_CONFIG": json.dumps(RUN_CONFIG),
     }
-    store = FeedbackStore(sqlite_url(home))  # the store definitions.py picks for this home
+    store = FeedbackStore(
+        FlywheelHome.at(home).feedback_url
+    )  # the store definitions.py picks for this home
     store.upgrade()
     with (
         dagster_stack(tmp_path / "stack", env=env) as stack,

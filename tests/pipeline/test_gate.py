@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.steps import decide
+from pipeline.gate import decide
 
 
 def report(auc: float, champion_auc: float | None = None, champion_error: str | None = None):

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from pipeline.task import TaskSpecError, load_task, parse_task
-from tests.conftest import CHURN_TASK
+from tests.helpers import CHURN_TASK
 
 
 def test_builtin_task_is_flights():

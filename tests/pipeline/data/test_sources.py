@@ -8,7 +8,7 @@ import yaml
 
 from pipeline.data.sources import FilesSource, NycFlights13Source, SourceError, replay_day
 from pipeline.task import load_task
-from tests.conftest import CHURN_TASK, make_churn_frame
+from tests.helpers import CHURN_TASK, make_churn_frame
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,10 @@ import torch
 
 from pipeline.data.cleaning import clean_day
 from pipeline.model.metrics import roc_auc
+from pipeline.model.params import TrainingError, TrainParams
+from pipeline.model.training import predict_frame, time_split, train_model
 from pipeline.task import parse_task
-from pipeline.model.training import TrainingError, TrainParams, predict_frame, time_split, train_model
-from tests.conftest import CHURN_START, CHURN_TASK, make_churn_frame
+from tests.helpers import CHURN_START, CHURN_TASK, make_churn_frame
 
 SPEC = parse_task({**CHURN_TASK, "source": {"kind": "files", "path": "x"}})
 PARAMS = TrainParams(epochs=8, batch_size=128, patience=3, hidden_sizes=[16, 8])

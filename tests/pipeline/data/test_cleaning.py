@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data.cleaning import QUARANTINE_REASON, CleaningError, clean_day, lagged_rates
+from pipeline.data.cleaning import QUARANTINE_REASON, CleaningError, clean_day
+from pipeline.data.lagged import lagged_rates
 from pipeline.task import load_task, parse_task
-from tests.conftest import CHURN_TASK
+from tests.helpers import CHURN_TASK
 
 DAY = dt.date(2025, 3, 10)
 

@@ -63,11 +63,22 @@ def test_prior_baseline_and_one_class():
     assert np.isnan(metrics.roc_auc(np.ones(3), np.array([0.1, 0.2, 0.3])))
 
 
-def test_plots_are_png():
-    import base64
+def test_hand_computed_case():
+    """Four rows worked out by hand: one positive ranked below one negative."""
+    y = np.array([0, 0, 1, 1], dtype=float)
+    p = np.array([0.1, 0.6, 0.4, 0.8])
+    assert metrics.roc_auc(y, p) == pytest.approx(3 / 4)  # 3 of the 4 pairs ordered right
+    assert metrics.average_precision(y, p) == pytest.approx(0.5 * 1.0 + 0.5 * (2 / 3))
+    want = -np.mean(np.log([0.9, 0.4, 0.4, 0.8]))
+    assert metrics.log_loss(y, p) == pytest.approx(want)
+    assert metrics.brier(y, p) == pytest.approx((0.01 + 0.36 + 0.36 + 0.04) / 4)
+    got = metrics.threshold_metrics(y, p, 0.5)
+    assert got["confusion_matrix"] == {"tp": 1, "fp": 1, "fn": 1, "tn": 1}
+    assert (got["precision"], got["recall"], got["accuracy"]) == (0.5, 0.5, 0.5)
+    assert metrics.best_f1_threshold(y, p) == pytest.approx(0.4)  # F1 0.8 at 0.4
 
-    y = np.array([0, 1, 0, 1, 1], dtype=float)
-    out = metrics.plots(y, {"a": np.array([0.1, 0.8, 0.3, 0.6, 0.9])})
-    assert set(out) == {"roc", "precision_recall", "calibration"}
-    for png in out.values():
-        assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+
+def test_ties_count_half_and_scores_of_zero_or_one_stay_finite():
+    y = np.array([0, 1], dtype=float)
+    assert metrics.roc_auc(y, np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert np.isfinite(metrics.log_loss(y, np.array([1.0, 0.0])))

@@ -1,33 +1,31 @@
-"""The feedback sensor through build_sensor_context, and the user_feedback asset."""
+"""The feedback sensor: its decision as plain functions, and the sensor through
+build_sensor_context against a real SQLite store."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 
-import pandas as pd
 import pytest
 import sqlalchemy as sa
-from dagster import DagsterRunStatus, build_sensor_context, instance_for_test, materialize
+from dagster import DagsterRunStatus, build_sensor_context, instance_for_test
 from dagster._core.test_utils import create_run_for_test
 
-from assets.feedback import (
+from assets.jobs import feedback_job
+from assets.sensors import (
     RUN_KEY_TAG,
     FeedbackCursor,
     build_feedback_sensor,
-    feedback_examples_path,
-    user_feedback,
+    decide_feedback_run,
+    settle_pending,
 )
-from pipeline.feedback.store import FeedbackStore, feedback, sqlite_url
-from pipeline.serving.app import records_for_api
-from pipeline.data.storage import PartitionStore
-from resources import FeedbackStoreResource, FlywheelStorage, TaskSource
-from tests.pipeline.test_serving import SERVE_DAY, build_home
+from pipeline.feedback.store import FeedbackStore, FeedbackSummary, feedback
+from pipeline.home import FlywheelHome
+from resources import FeedbackStoreResource
 
 
 @pytest.fixture
 def store(tmp_path):
-    store = FeedbackStore(sqlite_url(tmp_path))
+    store = FeedbackStore(FlywheelHome.at(tmp_path).feedback_url)
     store.upgrade()
     yield store
     store.close()
@@ -45,7 +43,7 @@ def add_feedback(store: FeedbackStore, n: int, label: int = 1) -> list[int]:
 
 
 def tick(instance, store, cursor=None, **kwargs):
-    sensor = build_feedback_sensor(min_new_feedback=10, max_wait_minutes=60, **kwargs)
+    sensor = build_feedback_sensor(feedback_job, min_new_feedback=10, max_wait_minutes=60, **kwargs)
     context = build_sensor_context(
         instance=instance,
         cursor=cursor,
@@ -120,32 +118,50 @@ def test_sensor_and_job_load_from_definitions():
     }
 
 
-@pytest.mark.slow
-def test_user_feedback_asset_cleans_examples(tmp_path):
-    spec, home, _ = build_home(tmp_path)
-    store = FeedbackStore(sqlite_url(home))
-    store.upgrade()
-    rows = PartitionStore(home / "raw_data").read(SERVE_DAY).head(30)
-    records = records_for_api(rows, spec)
-    records[0] = {**records[0], "event_time": "not a time"}
-    ids = store.log_predictions("v1", records, [0.5] * 30, 0.5)
-    for i, pid in enumerate(ids):
-        store.add_feedback(pid, i % 2, "test" if i < 20 else "other")
-    resources = {
-        "feedback": FeedbackStoreResource(url=store.url),
-        "storage": FlywheelStorage(home=str(home)),
-        "task": TaskSource(task_file=str(tmp_path / "task" / "churn.yaml")),
-    }
-    result = materialize(
-        [user_feedback],
-        resources=resources,
-        run_config={"ops": {"user_feedback": {"config": {"upto_id": 25}}}},
-    )
-    meta = result.asset_materializations_for_node("user_feedback")[0].metadata
-    assert meta["dagster/row_count"].value == 24 and meta["quarantined_rows"].value == 1
-    assert meta["newest_feedback_id"].value == 25
-    assert json.loads(json.dumps(meta["by_source"].value)) == {"test": 19, "other": 5}
-    examples = pd.read_parquet(feedback_examples_path(resources["storage"]))
-    assert examples["label"].tolist() == [i % 2 for i in range(1, 25)]
-    assert examples["rate_region_3d"].notna().all()  # lagged rates from raw_data history
-    store.close()
+# -- the decision, without Dagster --------------------------------------------------------------
+NOW = 1_800_000_000.0
+
+
+def summary(count: int, newest: int | None, minutes_old: float) -> FeedbackSummary:
+    oldest = dt.datetime.fromtimestamp(NOW - 60 * minutes_old, dt.UTC) if count else None
+    return FeedbackSummary(count, newest, oldest)
+
+
+@pytest.mark.parametrize(
+    ("count", "minutes_old", "starts"),
+    [(0, 0, False), (9, 1, False), (10, 1, True), (3, 60, True), (3, 59.9, False)],
+)
+def test_decision_counts_rows_or_waits_for_the_oldest(count, minutes_old, starts):
+    cursor = FeedbackCursor(acted=5)
+    decision = decide_feedback_run(cursor, summary(count, 5 + count, minutes_old), NOW, 10, 60)
+    assert (decision.run_key is not None) == starts
+    if starts:
+        assert decision.run_key == f"feedback-6-{5 + count}"
+        assert (decision.first_id, decision.upto_id) == (6, 5 + count)
+        after = decision.cursor
+        assert (after.acted, after.previous, after.pending, after.requested_at) == (
+            5 + count, 5, decision.run_key, NOW
+        )  # fmt: skip
+    else:
+        assert decision.cursor == cursor and decision.skip
+
+
+@pytest.mark.parametrize(
+    ("status", "waited", "wait", "acted", "attempt"),
+    [
+        ("STARTED", 5, True, 10, 0),
+        ("QUEUED", 5, True, 10, 0),
+        (None, 5, True, 10, 0),  # not started yet
+        ("SUCCESS", 5, False, 10, 0),
+        ("FAILURE", 5, False, 0, 1),  # its feedback is acted on again
+        ("CANCELED", 5, False, 0, 1),
+        (None, 601, False, 0, 1),  # lost
+    ],
+)
+def test_settle_pending(status, waited, wait, acted, attempt):
+    cursor = FeedbackCursor(10, 0, "feedback-1-10", NOW - waited, 0)
+    settled = settle_pending(cursor, status, NOW)
+    assert bool(settled.wait) == wait
+    assert (settled.cursor.acted, settled.cursor.attempt) == (acted, attempt)
+    assert (settled.cursor.pending is None) == (not wait)
+    assert bool(settled.warning) == (attempt == 1)

@@ -17,14 +17,14 @@ from pipeline.feedback.store import (
     FeedbackStore,
     SchemaError,
     UnknownPrediction,
-    sqlite_url,
 )
+from pipeline.home import FlywheelHome
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
-        url = sqlite_url(tmp_path / "home")
+        url = FlywheelHome.at(tmp_path / "home").feedback_url
     else:
         url = request.getfixturevalue("postgres_db").url  # a real server, a database of its own
     store = FeedbackStore(url)
@@ -95,7 +95,7 @@ def test_concurrent_writers_get_increasing_ids(store):
 
 def test_feedback_import_command(tmp_path, capsys):
     home = tmp_path / "home"
-    store = FeedbackStore(sqlite_url(home))
+    store = FeedbackStore(FlywheelHome.at(home).feedback_url)
     store.upgrade()
     ids = store.log_predictions("v1", [{"a": 1}, {"a": 2}], [0.9, 0.2], 0.5)
     store.add_feedback(ids[0], 1, "csv")

@@ -8,7 +8,7 @@ import torch
 
 from pipeline.cli import main
 from pipeline.model.features import Preprocessor
-from pipeline.model.network import FlywheelModule
+from pipeline.model.module import FlywheelModule
 from pipeline.model.registry import ModelRegistry
 
 

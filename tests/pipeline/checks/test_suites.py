@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 
 from pipeline.checks import engine as expectations
-from pipeline.checks.suites import VerdictStore, validate_features, validate_raw
+from pipeline.checks.results import ERROR, SAMPLE_SIZE, WARN
+from pipeline.checks.suites import validate_features, validate_raw
+from pipeline.checks.verdicts import VerdictStore
 from pipeline.data.cleaning import QUARANTINE_REASON, clean_day
-from pipeline.checks.engine import ERROR, SAMPLE_SIZE, WARN
 from pipeline.data.sources import FilesSource, SourceError
 from pipeline.task import ColumnRule, TaskSpecError, parse_task
-from tests.conftest import CHURN_CHECKS, CHURN_START, CHURN_TASK, make_churn_frame
+from tests.helpers import CHURN_CHECKS, CHURN_START, CHURN_TASK, make_churn_frame
 
 RULES = {
     **CHURN_CHECKS,
@@ -130,15 +131,15 @@ def test_raw_checks_name_the_day_rule_column_and_count(spec, inject, rule, sever
     if changed is not None:
         frames[BAD_DAY] = changed
     verdicts = validate_raw(spec, frames)
-    failed = {r["rule"]: r for r in verdicts[BAD_DAY].failures()}
+    failed = {r.rule: r for r in verdicts[BAD_DAY].failures()}
     assert rule in failed, verdicts[BAD_DAY].reasons()
     found = failed[rule]
-    assert (found["severity"], found["column"], found["unexpected_count"]) == (
+    assert (found.severity, found.column, found.unexpected_count) == (
         severity,
         column,
         count,
     )
-    assert 0 < len(found["sample_unexpected"]) <= SAMPLE_SIZE or found["unexpected_count"]
+    assert 0 < len(found.sample_unexpected) <= SAMPLE_SIZE or found.unexpected_count
     assert verdicts[BAD_DAY].blocking_failed == (severity == ERROR)
     for day in DAYS:  # the other days of the same call are clean
         if day != BAD_DAY:
@@ -154,18 +155,18 @@ def test_one_gx_validation_answers_every_day(spec, monkeypatch):
     verdicts = validate_raw(spec, frames)
     assert calls == [150]
     assert [d for d, v in verdicts.items() if v.failures()] == [BAD_DAY]
-    sample = {r["rule"]: r for r in verdicts[BAD_DAY].results}["'usage' within [0, 500]"]
-    assert sample["sample_unexpected"] == [9999.0] * 3
-    assert sample["observed_value"] == round(3 / 50, 4)
+    sample = {r.rule: r for r in verdicts[BAD_DAY].results}["'usage' within [0, 500]"]
+    assert sample.sample_unexpected == [9999.0] * 3
+    assert sample.observed_value == round(3 / 50, 4)
 
 
 def test_samples_are_capped_at_twenty(spec):
     frames = _days()
     frames[BAD_DAY]["usage"] = 9999.0
-    found = {r["rule"]: r for r in validate_raw(spec, frames)[BAD_DAY].results}
+    found = {r.rule: r for r in validate_raw(spec, frames)[BAD_DAY].results}
     result = found["'usage' within [0, 500]"]
-    assert result["unexpected_count"] == 50
-    assert len(result["sample_unexpected"]) == SAMPLE_SIZE
+    assert result.unexpected_count == 50
+    assert len(result.sample_unexpected) == SAMPLE_SIZE
 
 
 def test_empty_day_and_row_count_drift_warn(spec):
@@ -175,7 +176,7 @@ def test_empty_day_and_row_count_drift_warn(spec):
     verdicts = validate_raw(spec, frames)
     for day in (BAD_DAY, DAYS[2]):
         (failure,) = verdicts[day].failures()
-        assert failure["severity"] == WARN and failure["rule"].startswith("row count")
+        assert failure.severity == WARN and failure.rule.startswith("row count")
         assert not verdicts[day].blocking_failed
 
 
@@ -222,9 +223,9 @@ def test_feature_checks(spec, case, rule, severity, count):
         bad["support_calls_after"] = 1
     vocab = {"plan": ["basic", "plus", "pro"]}
     verdicts = validate_features(spec, features, quarantine, vocabularies=vocab)
-    failed = {r["rule"]: r for r in verdicts[BAD_DAY].failures()}
+    failed = {r.rule: r for r in verdicts[BAD_DAY].failures()}
     assert rule in failed, verdicts[BAD_DAY].reasons()
-    assert (failed[rule]["severity"], failed[rule]["unexpected_count"]) == (severity, count)
+    assert (failed[rule].severity, failed[rule].unexpected_count) == (severity, count)
     assert verdicts[BAD_DAY].blocking_failed == (severity == ERROR)
     assert not verdicts[DAYS[0]].failures()
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.model.features import Preprocessor
-from pipeline.model.network import FlywheelModule
+from pipeline.model.module import FlywheelModule
 from pipeline.model.registry import ModelRegistry, ModelVersionError
 
 

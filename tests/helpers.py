@@ -1,0 +1,192 @@
+"""Shared test helpers (test modules import from here, never from each other): a user's own
+data set (churn), the resources ``definitions.py`` would choose, the assets built for the
+default partitions, and a home with data and a champion for serving tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import uvicorn
+import yaml
+
+from pipeline.data.sources import make_source
+from pipeline.data.storage import PartitionStore
+from pipeline.model.params import TrainParams
+from pipeline.model.registry import ModelRegistry
+from pipeline.serving.features import records_for_api
+from pipeline.steps import build_features_day, ingest_day, train_version
+from pipeline.task import load_task
+from tests.servers import free_port
+
+CHURN_START = dt.date(2025, 3, 1)
+
+
+def make_churn_frame(days: int, rows_per_day: int = 120, seed: int = 0) -> pd.DataFrame:
+    """A small synthetic data set of a user's own: will a subscriber churn?
+
+    The label depends on the plan, the region and the usage, so a model can learn it.
+    """
+    rng = np.random.default_rng(seed)
+    n = days * rows_per_day
+    day_offsets = np.repeat(np.arange(days), rows_per_day)
+    seconds = rng.integers(0, 86400, n)
+    times = (
+        pd.Timestamp(CHURN_START, tz="UTC")
+        + pd.to_timedelta(day_offsets, "D")
+        + pd.to_timedelta(seconds, "s")
+    )
+    plan = rng.choice(["basic", "plus", "pro"], n, p=[0.5, 0.3, 0.2])
+    region = rng.choice(["north", "south", "east", "west"], n)
+    usage = rng.gamma(2.0, 10.0, n)
+    tenure = rng.integers(1, 60, n).astype(float)
+    logit = 0.5 + 2.0 * (plan == "basic") - 0.1 * usage + 1.0 * (region == "south") - 0.03 * tenure
+    churned = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "YES", "NO")
+    return pd.DataFrame(
+        {
+            "event_time": times,
+            "customer_id": np.arange(n),
+            "plan": plan,
+            "region": region,
+            "usage": usage.round(2),
+            "tenure": tenure,
+            "support_calls_after": rng.integers(0, 5, n),  # known only after the outcome
+            "churned": churned,
+        }
+    )
+
+
+CHURN_TASK = {
+    "name": "churn",
+    "source": {"kind": "files", "path": "data"},
+    "timestamp": "event_time",
+    "label": {"column": "churned", "positive_values": ["YES"]},
+    "features": {
+        "categorical": ["plan", "region"],
+        "numeric": ["usage", "tenure"],
+        "calendar": ["day_of_week"],
+        "lagged_rates": [{"by": ["region"], "days": 3}],
+    },
+    "exclude": ["support_calls_after", "customer_id"],
+}
+# The data-check keys a task file may add (``key:`` and ``checks:``), as the check tests use them.
+CHURN_CHECKS = {
+    "key": ["customer_id"],
+    "checks": {
+        "usage": {"range": [0, 500]},
+        "plan": {"allowed": ["basic", "plus", "pro"]},
+        "churned": {"allowed": ["YES", "NO"]},
+    },
+}
+
+
+def write_churn_task(root: Path, **task_keys) -> Path:
+    """Three weeks of churn data as one Parquet file per week under ``root/task/data``, and a
+    task file over them (``CHURN_TASK`` with ``task_keys`` added); returns the task file."""
+    data = root / "task" / "data"
+    data.mkdir(parents=True)
+    frame = make_churn_frame(days=21)
+    week = (frame["event_time"] - pd.Timestamp(CHURN_START, tz="UTC")).dt.days // 7
+    for w, part in frame.groupby(week):
+        part.to_parquet(data / f"week-{w}.parquet", index=False)
+    path = root / "task" / "churn.yaml"
+    path.write_text(yaml.safe_dump({**CHURN_TASK, **task_keys}))
+    return path
+
+
+def flywheel_resources(home: Path, task_file: Path | str = "") -> dict:
+    """The resources definitions.py would choose, pointed at ``home`` and ``task_file``."""
+    from resources import FlywheelStorage, JsonIOManager, TaskSource
+
+    return {
+        "storage": FlywheelStorage(home=str(home)),
+        "task": TaskSource(task_file=str(task_file)),
+        "json_io_manager": JsonIOManager(home=str(home)),
+    }
+
+
+def graph_assets() -> dict:
+    """The assets and checks for the default partitions, by name (as ``definitions.py`` builds
+    them), for ``dagster.materialize``."""
+    from assets.checks import build_data_checks
+    from assets.data import build_data_assets
+    from assets.deployment import deployed_model
+    from assets.feedback import user_feedback
+    from assets.partitions import daily_partitions
+    from assets.training import evaluation_report, trained_model
+
+    partitions = daily_partitions()
+    raw_data, cleaned_features = build_data_assets(partitions)
+    raw_checks, feature_checks = build_data_checks(raw_data, cleaned_features, partitions)
+    return {
+        "raw_data": raw_data,
+        "cleaned_features": cleaned_features,
+        "raw_data_expectations": raw_checks,
+        "cleaned_features_expectations": feature_checks,
+        "user_feedback": user_feedback,
+        "trained_model": trained_model,
+        "evaluation_report": evaluation_report,
+        "deployed_model": deployed_model,
+    }
+
+
+SERVE_DAY = CHURN_START + dt.timedelta(days=17)  # the day after the first version's holdout
+
+
+def build_home(root: Path, days: int = 21, home: Path | None = None):
+    """Churn data (raw_data and cleaned_features for every day) and one promoted champion."""
+    data = root / "task" / "data"
+    data.mkdir(parents=True)
+    make_churn_frame(days).to_parquet(data / "all.parquet", index=False)
+    (root / "task" / "churn.yaml").write_text(yaml.safe_dump(CHURN_TASK))
+    spec = load_task(root / "task" / "churn.yaml")
+    home = home or root / "home"
+    raw, feats = PartitionStore(home / "raw_data"), PartitionStore(home / "cleaned_features")
+    source = make_source(spec)
+    for i in range(days):
+        day = CHURN_START + dt.timedelta(days=i)
+        ingest_day(source, raw, day)
+        build_features_day(spec, raw, feats, day)
+    registry = ModelRegistry(home / "models")
+    version = train_small(spec, feats, raw, registry, root / "scratch", SERVE_DAY)
+    registry.promote(version, reason="test")
+    return spec, home, registry
+
+
+def train_small(spec, feats, raw, registry, scratch, serve_day, seed=0, **kwargs) -> str:
+    params = TrainParams(epochs=2, window_days=10, holdout_days=3, seed=seed, batch_size=256)
+    end = serve_day - dt.timedelta(days=1)
+    return train_version(spec, feats, registry, params, scratch, end=end, raw=raw, **kwargs).version
+
+
+class Server:
+    """uvicorn in a thread on a free loopback port; stopped on exit."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start within 30 s")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve_rows(spec, home_dir: Path) -> list[dict]:
+    return records_for_api(PartitionStore(home_dir / "raw_data").read(SERVE_DAY), spec)
