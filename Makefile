@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m definitions
+	$(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

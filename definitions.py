@@ -27,7 +27,8 @@ import datetime as dt
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,33 +41,22 @@ from dagster import (
     in_process_executor,
 )
 
-# Flywheel uses these Beta and Preview features on purpose: single-run backfills, a lagged
-# dependency that may reach before the first partition, and checks partitioned like their
-# assets. Their warnings would show in every terminal and run log; hide exactly these.
-for _message in (
-    r"Parameter `backfill_policy` of function `asset` is currently in beta",
-    r"Parameter `allow_nonexistent_upstream_partitions` of initializer"
-    r" `TimeWindowPartitionMapping.__init__` is currently in beta",
-    r"Specifying a partitions_def on an AssetCheckSpec is currently in preview",
-):
-    warnings.filterwarnings("ignore", message=_message)
-
-from assets.automation import (  # noqa: E402 (after the filters, which must come first)
+from assets.automation import (
     DEFAULT_CRON,
     DEFAULT_TIMEZONE,
     build_nightly_retrain,
     load_run_config,
 )
-from assets.checks import build_data_checks  # noqa: E402
-from assets.data import build_data_assets  # noqa: E402
-from assets.deployment import deployed_model  # noqa: E402
-from assets.feedback import user_feedback  # noqa: E402
-from assets.jobs import data_job, feedback_job, nightly_job, training_job  # noqa: E402
-from assets.partitions import DEFAULT_START_DATE, daily_partitions  # noqa: E402
-from assets.sensors import build_feedback_sensor  # noqa: E402
-from assets.training import evaluation_report, trained_model  # noqa: E402
-from pipeline.home import FlywheelHome  # noqa: E402
-from resources import (  # noqa: E402
+from assets.checks import build_data_checks
+from assets.data import build_data_assets
+from assets.deployment import deployed_model
+from assets.feedback import user_feedback
+from assets.jobs import data_job, feedback_job, nightly_job, training_job
+from assets.partitions import DEFAULT_START_DATE, daily_partitions
+from assets.sensors import build_feedback_sensor
+from assets.training import evaluation_report, trained_model
+from pipeline.home import FlywheelHome
+from resources import (
     FeedbackStoreResource,
     FlywheelStorage,
     JsonIOManager,
@@ -74,6 +64,24 @@ from resources import (  # noqa: E402
 )
 
 PROJECT_DIR = Path(__file__).resolve().parent
+
+# Flywheel uses these Beta and Preview features on purpose: single-run backfills, a lagged
+# dependency that may reach before the first partition, and checks partitioned like their
+# assets. Their warnings would show in every terminal and run log; these exactly are hidden.
+ON_PURPOSE = (
+    r"Parameter `backfill_policy` of function `asset` is currently in beta",
+    r"Parameter `allow_nonexistent_upstream_partitions` of initializer"
+    r" `TimeWindowPartitionMapping.__init__` is currently in beta",
+    r"Specifying a partitions_def on an AssetCheckSpec is currently in preview",
+)
+
+
+@contextmanager
+def _features_used_on_purpose() -> Iterator[None]:
+    with warnings.catch_warnings():
+        for message in ON_PURPOSE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 @dataclass(frozen=True)
@@ -122,8 +130,10 @@ class Settings:
 
 def build_defs(settings: Settings) -> Definitions:
     """The whole project for ``settings``."""
-    partitions = daily_partitions(settings.start_date)
-    raw_data, cleaned_features = build_data_assets(partitions)
+    with _features_used_on_purpose():  # the partitioned assets and checks are built here
+        partitions = daily_partitions(settings.start_date)
+        raw_data, cleaned_features = build_data_assets(partitions)
+        checks = build_data_checks(raw_data, cleaned_features, partitions)
     home = FlywheelHome.at(settings.home)
     feedback_url: str | EnvVar = (
         EnvVar("FLYWHEEL_FEEDBACK_URL")  # may hold a password: resolved at run time
@@ -139,7 +149,7 @@ def build_defs(settings: Settings) -> Definitions:
             evaluation_report,
             deployed_model,
         ],
-        asset_checks=build_data_checks(raw_data, cleaned_features, partitions),
+        asset_checks=checks,
         jobs=[data_job, training_job, nightly_job, feedback_job],
         schedules=[
             build_nightly_retrain(

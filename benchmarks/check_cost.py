@@ -28,8 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dagster import DagsterInstance, materialize
 
-from assets.checks import cleaned_features_expectations, raw_data_expectations
-from assets.data import cleaned_features, raw_data
 from benchmarks._common import (
     DEFAULT_RESULTS_DIR,
     describe_environment,
@@ -40,8 +38,14 @@ from benchmarks._common import (
 )
 from pipeline.checks.verdicts import VerdictStore, check_feature_days, check_raw_days
 from pipeline.data.storage import PartitionStore
+from definitions import Settings, build_defs
 from pipeline.task import load_task
 from resources import FlywheelStorage, JsonIOManager, TaskSource
+
+# The assets and checks exactly as definitions.py builds them.
+_DEFS = build_defs(Settings())
+raw_data, cleaned_features = (_DEFS.get_assets_def(k) for k in ("raw_data", "cleaned_features"))
+raw_data_expectations, cleaned_features_expectations = _DEFS.asset_checks
 
 GOAL = 1.30
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

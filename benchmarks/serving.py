@@ -66,7 +66,7 @@ def build_champion(home: Path, window_days: int, epochs: int):
     params = TrainParams(epochs=epochs, window_days=window_days, holdout_days=holdout)
     end = SERVE_DAY - dt.timedelta(days=1)
     version = train_version(spec, feats, registry, params, home / "scratch", end=end, raw=raw)
-    registry.promote(version["version"], reason="benchmark")
+    registry.promote(version.version, reason="benchmark")
     return spec, raw, registry
 
 

@@ -110,28 +110,14 @@ def flywheel_resources(home: Path, task_file: Path | str = "") -> dict:
 
 
 def graph_assets() -> dict:
-    """The assets and checks for the default partitions, by name (as ``definitions.py`` builds
-    them), for ``dagster.materialize``."""
-    from assets.checks import build_data_checks
-    from assets.data import build_data_assets
-    from assets.deployment import deployed_model
-    from assets.feedback import user_feedback
-    from assets.partitions import daily_partitions
-    from assets.training import evaluation_report, trained_model
+    """The assets and checks, by name, exactly as ``definitions.py`` builds them for the default
+    settings, for ``dagster.materialize``."""
+    from definitions import Settings, build_defs
 
-    partitions = daily_partitions()
-    raw_data, cleaned_features = build_data_assets(partitions)
-    raw_checks, feature_checks = build_data_checks(raw_data, cleaned_features, partitions)
-    return {
-        "raw_data": raw_data,
-        "cleaned_features": cleaned_features,
-        "raw_data_expectations": raw_checks,
-        "cleaned_features_expectations": feature_checks,
-        "user_feedback": user_feedback,
-        "trained_model": trained_model,
-        "evaluation_report": evaluation_report,
-        "deployed_model": deployed_model,
-    }
+    defs = build_defs(Settings())
+    out = {a.key.to_user_string(): a for a in defs.assets}
+    out.update({next(iter(c.check_keys)).name: c for c in defs.asset_checks})
+    return out
 
 
 SERVE_DAY = CHURN_START + dt.timedelta(days=17)  # the day after the first version's holdout

@@ -4,9 +4,13 @@ the good days are written, and rerunning the range after the fix completes it.""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from dagster import materialize
 
 from assets.partitions import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
@@ -58,3 +62,32 @@ def test_bad_day_fails_named_good_days_done_rerun_completes(churn_task: Path, fl
     assert len(list(features.glob("????-??-??.parquet"))) == 4
     for day, frame in before.items():  # the rerun rewrote the good days with the same rows
         pd.testing.assert_frame_equal(pd.read_parquet(features / f"{day}.parquet"), frame)
+
+
+@pytest.mark.slow
+def test_dg_launch_runs_a_partition_range_as_one_run(churn_task: Path, tmp_path: Path):
+    """The command line the README gives: `dg launch --assets ... --partition-range A...B`."""
+    from dagster import DagsterInstance
+
+    root = Path(__file__).resolve().parents[2]
+    bin_dir = Path(sys.executable).parent
+    dagster_home, home = tmp_path / "dagster_home", tmp_path / "fw"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("")
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "FLYWHEEL_HOME": str(home),
+           "FLYWHEEL_TASK": str(churn_task), "PATH": path}  # fmt: skip
+    span = f"{DAYS[0]}...{DAYS[-1]}"
+    proc = subprocess.run(
+        [str(bin_dir / "dg"), "launch", "--assets", "raw_data,cleaned_features",
+         "--partition-range", span], cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "BetaWarning" not in proc.stderr and "PreviewWarning" not in proc.stderr
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        (run,) = instance.get_runs()
+        assert run.status.value == "SUCCESS"
+        assert run.tags[ASSET_PARTITION_RANGE_START_TAG] == DAYS[0].isoformat()
+    assert sorted(p.name for p in (home / "cleaned_features").glob("????-??-??.parquet")) == [
+        f"{d}.parquet" for d in DAYS
+    ]
