@@ -12,7 +12,6 @@ import pytest
 from pipeline.checks import engine as expectations
 from pipeline.checks.results import ERROR, SAMPLE_SIZE, WARN
 from pipeline.checks.suites import validate_features, validate_raw
-from pipeline.checks.verdicts import VerdictStore
 from pipeline.data.cleaning import QUARANTINE_REASON, clean_day
 from pipeline.data.sources import FilesSource, SourceError
 from pipeline.task import ColumnRule, TaskSpecError, parse_task
@@ -228,19 +227,6 @@ def test_feature_checks(spec, case, rule, severity, count):
     assert (failed[rule].severity, failed[rule].unexpected_count) == (severity, count)
     assert verdicts[BAD_DAY].blocking_failed == (severity == ERROR)
     assert not verdicts[DAYS[0]].failures()
-
-
-def test_verdict_store_lists_days_whose_blocking_check_failed(spec, tmp_path):
-    frames = _days()
-    frames[BAD_DAY] = _missing_column(frames[BAD_DAY])
-    _out_of_range(frames[DAYS[2]])  # a warning only: the day stays usable
-    store = VerdictStore(tmp_path / "checks")
-    for verdict in validate_raw(spec, frames).values():
-        store.write(verdict, run_id="r1")
-    left_out = store.left_out(DAYS)
-    assert list(left_out) == [BAD_DAY.isoformat()]
-    assert "column 'region' exists" in left_out[BAD_DAY.isoformat()]
-    assert store.read("raw_data", BAD_DAY)["run_id"] == "r1"
 
 
 def test_gx_stays_quiet_and_writes_nothing(spec, tmp_path, monkeypatch, capfd):

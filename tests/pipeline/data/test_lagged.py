@@ -1,0 +1,127 @@
+"""Lagged rates: the share of positive labels per group over the days before a day."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from pipeline.data.lagged import LabelledHistory, lag_tables, lagged_rates
+from pipeline.data.storage import PartitionStore
+from pipeline.task import LaggedRate, parse_task
+
+DAY = dt.date(2025, 3, 5)
+
+
+@pytest.fixture
+def spec():
+    return parse_task(
+        {
+            "name": "t",
+            "source": {"kind": "files", "path": "data"},
+            "timestamp": "ts",
+            "label": {"column": "y", "positive_values": ["YES"]},
+            "features": {
+                "categorical": ["region", "plan"],
+                "lagged_rates": [
+                    {"by": ["region"], "days": 2},
+                    {"by": ["region", "plan"], "days": 3},
+                ],
+            },
+            "checks": {"y": {"allowed": ["YES", "NO"]}},
+        }
+    )
+
+
+def _rows(*rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["ts", "region", "plan", "y"])
+
+
+HISTORY = _rows(
+    ("2025-03-02T10:00:00Z", "north", "basic", "YES"),  # 3 days before: only the 3-day rule
+    ("2025-03-03T00:00:00Z", "north", "basic", "YES"),
+    ("2025-03-03T23:59:59Z", "north", "pro", "NO"),
+    ("2025-03-04T12:00:00+02:00", "south", "basic", "YES"),  # 10:00 UTC on 03-04
+    ("2025-03-04T08:00:00Z", "north", "basic", "YES"),
+    ("2025-03-04T09:00:00Z", "south", "pro", None),  # no usable label
+    ("2025-03-04T09:30:00Z", "south", "pro", "MAYBE"),  # not an allowed value
+    ("2025-03-05T00:00:00Z", "south", "pro", "NO"),  # on the day itself
+    ("not a time", "south", "pro", "NO"),
+)
+
+
+def test_rates_count_only_the_days_before_and_usable_labels(spec):
+    rule = spec.lagged_rates[0]
+    rates = lagged_rates(DAY, HISTORY, spec, rule)
+    assert list(rates.columns) == ["region", "rate_region_2d"]
+    assert rates.to_dict("records") == [
+        {"region": "north", "rate_region_2d": pytest.approx(2 / 3)},
+        {"region": "south", "rate_region_2d": 1.0},
+    ]
+
+
+def test_a_longer_window_and_two_group_columns(spec):
+    rule = spec.lagged_rates[1]
+    rates = lagged_rates(DAY, HISTORY, spec, rule)
+    assert rates.to_dict("records") == [
+        {"region": "north", "plan": "basic", "rate_region_plan_3d": 1.0},
+        {"region": "north", "plan": "pro", "rate_region_plan_3d": 0.0},
+        {"region": "south", "plan": "basic", "rate_region_plan_3d": 1.0},
+    ]
+
+
+def test_a_labelled_history_gives_the_same_rates(spec):
+    labelled = LabelledHistory.of(HISTORY, spec)
+    assert labelled.usable.tolist() == [True] * 5 + [False, False, True, True]
+    for rule in spec.lagged_rates:
+        expected = lagged_rates(DAY, HISTORY, spec, rule)
+        pd.testing.assert_frame_equal(lagged_rates(DAY, labelled, spec, rule), expected)
+
+
+def test_no_history_gives_an_empty_table_with_the_columns(spec):
+    rates = lagged_rates(DAY, HISTORY.iloc[0:0], spec, LaggedRate(by=("region",), days=2))
+    assert rates.empty
+    assert list(rates.columns) == ["region", "rate_region_2d"]
+
+
+def test_groups_are_compared_as_text(spec):
+    history = _rows(("2025-03-04T01:00:00Z", 7, "basic", "YES"))
+    rates = lagged_rates(DAY, history, spec, spec.lagged_rates[0])
+    assert rates.to_dict("records") == [{"region": "7", "rate_region_2d": 1.0}]
+
+
+def _store(tmp_path) -> PartitionStore:
+    raw = PartitionStore(tmp_path / "raw_data")
+    day_of = pd.to_datetime(HISTORY["ts"], utc=True, errors="coerce", format="ISO8601").dt.date
+    for day in (dt.date(2025, 3, 3), dt.date(2025, 3, 4)):  # 03-02 is not materialized
+        raw.write(day, HISTORY[day_of == day].reset_index(drop=True))
+    return raw
+
+
+def test_lag_tables_equal_lagged_rates_and_report_missing_history(spec, tmp_path):
+    raw = _store(tmp_path)
+    doc = lag_tables(spec, raw, DAY)
+    assert doc["lagged_rates_as_of"] == "2025-03-05"
+    assert doc["history_days_missing"] == ["2025-03-02"]
+    history, _ = raw.read_many(spec.history_days(DAY))
+    for table, rule in zip(doc["lagged_rates"], spec.lagged_rates, strict=True):
+        rates = lagged_rates(DAY, history, spec, rule)
+        assert table["feature"] == rule.feature_name
+        assert table["by"] == list(rule.by) and table["days"] == rule.days
+        assert table["rows"] == [[*map(str, r[:-1]), float(r[-1])] for r in rates.itertuples(False)]
+    by_region, by_pair = doc["lagged_rates"]
+    assert by_region["rows"] == [["north", pytest.approx(2 / 3)], ["south", 1.0]]
+    # 03-02 is missing from the store, so north/basic is 2 of 2 and the rows are those of 03-03..04
+    assert by_pair["rows"] == [
+        ["north", "basic", 1.0],
+        ["north", "pro", 0.0],
+        ["south", "basic", 1.0],
+    ]
+
+
+def test_lag_tables_with_no_history_at_all(spec, tmp_path):
+    doc = lag_tables(spec, PartitionStore(tmp_path / "none"), DAY)
+    assert doc["history_days_missing"] == ["2025-03-02", "2025-03-03", "2025-03-04"]
+    assert [t["rows"] for t in doc["lagged_rates"]] == [[], []]
+    assert [t["feature"] for t in doc["lagged_rates"]] == ["rate_region_2d", "rate_region_plan_3d"]
