@@ -83,14 +83,32 @@ def done(phase):
 
 done("imports")
 home, first, n = sys.argv[1], dt.date.fromisoformat(sys.argv[2]), int(sys.argv[3])
+scale = int(sys.argv[4])
 days = [first + dt.timedelta(days=i) for i in range(n)]
 spec = load_task(None)
 source = make_source(spec)
+if scale > 1:  # each day's rows `scale` times, the copies told apart by their flight number
+    import pandas as pd
+
+    class Repeated:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def read_day(self, day):
+            frame = self.inner.read_day(day)
+            copies = [frame.assign(flight=frame["flight"] + 100_000 * k) for k in range(scale)]
+            return pd.concat(copies, ignore_index=True)
+
+        def read_unassigned(self):
+            return self.inner.read_unassigned()
+
+    source = Repeated(source)
 raw, features = PartitionStore(f"{home}/raw_data"), PartitionStore(f"{home}/cleaned_features")
 verdicts = VerdictStore(f"{home}/checks")
-keep_unassigned(source, raw)  # as the raw_data asset does
+keep_unassigned(source, raw.root / "unassigned.quarantine.parquet")  # as the raw_data asset does
+rows = 0
 for day in days:
-    ingest_day(source, raw, day)
+    rows += ingest_day(source, raw, day).rows
 done("raw_data")
 check_raw_days(spec, raw, verdicts, days)
 done("raw_data checks")
@@ -100,7 +118,7 @@ for day in days:
 done("cleaned_features")
 check_feature_days(spec, features, verdicts, days)  # no champion yet: no vocabulary rules
 done("cleaned_features checks")
-print(json.dumps(phases))
+print(json.dumps({"phases": phases, "rows": rows}))
 """
 
 
@@ -151,12 +169,20 @@ def floor(root: Path, first: dt.date, last: dt.date) -> float:
     return timed(cmd, env, "the no-op backfill")
 
 
-def pipeline_only(root: Path, first: dt.date, n: int) -> tuple[float, dict[str, float]]:
-    """The wall time of the pipeline-only process, and the time of each of its phases."""
+def pipeline_only(
+    root: Path, first: dt.date, n: int, scale: int = 1
+) -> tuple[float, dict[str, float], int]:
+    """The wall time of the pipeline-only process, the time of each of its phases and the rows
+    ingested; ``scale``: each day's rows that many times (with distinct keys)."""
     env = fresh_env(root, first)
-    cmd = [sys.executable, "-c", PIPELINE_ONLY, env["FLYWHEEL_HOME"], first.isoformat(), str(n)]
+    cmd = [sys.executable, "-c", PIPELINE_ONLY, env["FLYWHEEL_HOME"], first.isoformat(), str(n),
+           str(scale)]  # fmt: skip
     seconds, out = timed_output(cmd, env, "the pipeline-only run")
-    return seconds, json.loads(out.strip().splitlines()[-1])
+    result = json.loads(out.strip().splitlines()[-1])
+    return seconds, result["phases"], result["rows"]
+
+
+WORK_PHASES = ("raw_data", "raw_data checks", "cleaned_features", "cleaned_features checks")
 
 
 def separate_runs(root: Path, days: list[dt.date]) -> float:
@@ -174,6 +200,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--separate", type=int, default=10,
                         help="partitions run one by one (0: skip that side)")  # fmt: skip
+    parser.add_argument("--scale", type=int, default=10,
+                        help="the scale side: each day's rows this many times")  # fmt: skip
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     args = parser.parse_args()
     if args.quick:
@@ -182,7 +210,8 @@ def main() -> int:
     last = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     first = last - dt.timedelta(days=args.days - 1)
     sep_days = [last - dt.timedelta(days=i) for i in range(args.separate - 1, -1, -1)]
-    sides_run = ["flywheel", "floor", "pipeline"] + ([] if args.quick else ["floor_1"])
+    sides_run = ["flywheel", "floor", "pipeline", "pipeline_scaled"]
+    sides_run += [] if args.quick else ["floor_1"]
     sides_run += ["separate", "one_run"] if args.separate else []
     env_info = environment()
     env_info["libraries"]["dagster"] = metadata.version("dagster")
@@ -192,6 +221,9 @@ def main() -> int:
 
     sides: dict[str, list[float]] = {k: [] for k in sides_run}
     phases: dict[str, list[float]] = {}  # side (3), phase by phase
+    phases_scaled: dict[str, list[float]] = {}  # side (3) at --scale times the rows
+    work: dict[str, list[float]] = {"1x": [], "scaled": []}  # the phases but the imports
+    rows: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
         root = Path(tmp)
         counter = iter(range(10**6))
@@ -203,13 +235,19 @@ def main() -> int:
             flywheel(fresh(), last, last)
             floor(fresh(), last, last)
             pipeline_only(fresh(), last, 1)
+            pipeline_only(fresh(), last, 1, args.scale)
         for i in range(args.repeats):
             sides["flywheel"].append(flywheel(fresh(), first, last))
             sides["floor"].append(floor(fresh(), first, last))
-            seconds, phase_times = pipeline_only(fresh(), first, args.days)
-            sides["pipeline"].append(seconds)
-            for phase, t in phase_times.items():
-                phases.setdefault(phase, []).append(t)
+            for side, scale, into in (("pipeline", 1, phases),
+                                      ("pipeline_scaled", args.scale, phases_scaled)):  # fmt: skip
+                seconds, phase_times, rows[side] = pipeline_only(fresh(), first, args.days, scale)
+                sides[side].append(seconds)
+                for phase, t in phase_times.items():
+                    into.setdefault(phase, []).append(t)
+                work["1x" if scale == 1 else "scaled"].append(
+                    sum(phase_times[p] for p in WORK_PHASES)
+                )
             if "floor_1" in sides:
                 sides["floor_1"].append(floor(fresh(), last, last))
             if "separate" in sides:
@@ -234,6 +272,20 @@ def main() -> int:
     phase_med = {k: spread(v)["median"] for k, v in phases.items()}
     checks_s = sum(t for k, t in phase_med.items() if k.endswith("checks"))
     ratio_runs = med["separate"] / med["one_run"] if "separate" in med else None
+    ratio_floor = med["flywheel"] / med["floor"]
+    work_stats = {k: spread(v) for k, v in work.items()}
+    ratio_scale = work_stats["scaled"]["median"] / work_stats["1x"]["median"]
+    phase_med_scaled = {k: spread(v)["median"] for k, v in phases_scaled.items()}
+
+    def per_row(meds: dict[str, float], n_rows: int) -> str:
+        names = ("ingest", "raw checks", "features", "feature checks")
+        return ", ".join(f"{name} {meds[p] / n_rows * 1e6:.1f}"
+                         for name, p in zip(names, WORK_PHASES, strict=True))  # fmt: skip
+
+    def wcell(key: str) -> str:
+        s = work_stats[key]
+        return f"{s['median']:.1f} s ({s['min']:.1f}-{s['max']:.1f})"
+
     skipped = {"A": "skipped (--quick)", "B": "", "ratio": "", "met": ""}
     rows = [
         {"measure": f"(1) Flywheel, {args.days} days, one run via CLI", "A": cell("flywheel"),
@@ -244,12 +296,25 @@ def main() -> int:
          "ratio": f"{med['floor'] / med['floor_1']:.2f}x" if "floor_1" in med else "",
          "goal": f"info: {per_partition_ms:.1f} ms per partition and asset"
          if per_partition_ms is not None else "info", "met": ""},
+        {"measure": f"(1) Flywheel vs (2) Dagster floor, {args.days} days",
+         "A": cell("flywheel"), "B": cell("floor"), "ratio": f"{ratio_floor:.2f}x",
+         "goal": "ratio <= 2.0x", "met": "yes" if ratio_floor <= 2.0 else "no"},
         {"measure": "(1)-(2) Flywheel's work in Dagster vs (3) pipeline/ alone",
          "A": cell("flywheel_minus_floor"), "B": cell("pipeline"), "ratio": f"{ratio_work:.2f}x",
          "goal": "ratio <= 1.5x", "met": "yes" if ratio_work <= 1.5 else "no"},
         {"measure": "(3) pipeline/ alone, phase by phase (median s)",
          "A": ", ".join(f"{k} {t:.1f}" for k, t in phase_med.items()), "B": "", "ratio": "",
          "goal": f"info: the checks are {checks_s:.1f} s of (3)", "met": ""},
+        {"measure": f"(3) pipeline/ work (no imports), {args.scale}x vs 1x rows"
+                    f" ({rows['pipeline_scaled']} vs {rows['pipeline']} rows)",
+         "A": wcell("scaled"), "B": wcell("1x"), "ratio": f"{ratio_scale:.2f}x",
+         "goal": "ratio <= 3.0x", "met": "yes" if ratio_scale <= 3.0 else "no"},
+        {"measure": "(3) per row, 1x rows (µs)",
+         "A": per_row(phase_med, rows["pipeline"]), "B": "", "ratio": "", "goal": "info",
+         "met": ""},
+        {"measure": f"(3) per row, {args.scale}x rows (µs)",
+         "A": per_row(phase_med_scaled, rows["pipeline_scaled"]), "B": "", "ratio": "",
+         "goal": "info", "met": ""},
         {"measure": f"{args.separate or 10} partitions: separate runs vs one run",
          "goal": "info: what the single run saves",
          **({"A": cell("separate"), "B": cell("one_run"), "ratio": f"{ratio_runs:.2f}x", "met": ""}
@@ -268,6 +333,12 @@ def main() -> int:
             "seconds": sides,
             "stats": stats,
             "pipeline_phases_seconds": phases,
+            "scale": args.scale,
+            "pipeline_scaled_phases_seconds": phases_scaled,
+            "pipeline_work_seconds": work,
+            "pipeline_rows": rows,
+            "ratio_flywheel_vs_floor": ratio_floor,
+            "ratio_scaled_vs_1x_work": ratio_scale,
             "ms_per_partition_and_asset_floor": per_partition_ms,
             "ratio_work_vs_pipeline": ratio_work,
             "ratio_separate_vs_one_run": ratio_runs,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.cleaning import clean_day
-from pipeline.data.lagged import lag_tables
+from pipeline.data.lagged import HistoryPiece, lag_key_columns, lag_tables
 from pipeline.data.sources import Source
 from pipeline.data.storage import CachedReader, PartitionStore, write_parquet_atomic
 from pipeline.model.params import TrainingError, TrainParams
@@ -109,6 +109,16 @@ class FeatureDay:
     quarantine_path: Path
 
 
+def _layout(frame: pd.DataFrame, spec: TaskSpec) -> tuple[object, ...] | None:
+    """The dtypes of the columns that the lagged rates read, or None if the frame lacks one of
+    the task's raw columns."""
+    if any(c not in frame.columns for c in spec.raw_columns):
+        return None
+    return tuple(
+        frame[c].dtype for c in (spec.timestamp, spec.label.column, *lag_key_columns(spec))
+    )
+
+
 def build_features_day(
     spec: TaskSpec,
     raw: PartitionStore,
@@ -131,12 +141,24 @@ def build_features_day(
         raise ValueError(f"partition {day}: cannot read {raw.path(day)}: {err}") from err
     lag_days = spec.history_days(day)
     try:
-        history, missing_history = reader.read_many(lag_days)
+        found, missing_history = reader.read_each(lag_days)
     except (OSError, ValueError) as err:
         raise ValueError(
             f"partition {day}: cannot read its raw_data history {lag_days[0]}..{lag_days[-1]}"
             f" under {raw.root}: {err}"
         ) from err
+    found = [(d, f) for d, f in found if len(f)]
+    history: pd.DataFrame | list[HistoryPiece]
+    # Days with the task's columns, of one dtype each, can be used one by one with the same
+    # result as their concatenation: then each day's labels and keys are computed once per run.
+    layouts = {
+        reader.memo(d, f"layout for {spec.name}", lambda f: _layout(f, spec)) for d, _ in found
+    }
+    if None not in layouts and len(layouts) <= 1:
+        name = f"lagged history of {spec.name}"
+        history = [reader.memo(d, name, lambda f: HistoryPiece.of(f, spec)) for d, _ in found]
+    else:  # days that disagree on a column: as one frame, as pd.concat makes it
+        history = pd.concat([f for _, f in found], ignore_index=True) if found else pd.DataFrame()
     result = clean_day(today, day, spec, history)
     features.write(day, result.features, result.quarantine)
     rows = len(result.features)

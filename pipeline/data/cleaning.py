@@ -7,13 +7,20 @@ its reason. A problem with the whole day (a column the task needs is absent) rai
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from pipeline.data.labels import compute_labels
-from pipeline.data.lagged import LabelledHistory, lagged_rates
+from pipeline.data.lagged import (
+    HistoryPiece,
+    history_pieces,
+    key_strings,
+    lag_key_columns,
+    lagged_rate_values,
+)
 from pipeline.data.timestamps import parse_timestamps
 from pipeline.task import LABEL_COLUMN, TaskSpec
 
@@ -44,11 +51,24 @@ def _require_columns(frame: pd.DataFrame, spec: TaskSpec, day: dt.date, what: st
 
 
 def _numeric(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":  # already numbers
+        return values.astype("float64")
     return pd.to_numeric(values, errors="coerce").astype("float64")
 
 
+def _as_strings(values: pd.Series) -> pd.Series:
+    """A categorical column: its values as strings, missing values kept as they are."""
+    missing = values.isna()
+    if not missing.any():  # the usual case: no ``where`` needed
+        return values.astype(str).astype(object)
+    return values.where(missing, values.astype(str)).astype(object)
+
+
 def clean_day(
-    raw: pd.DataFrame, day: dt.date, spec: TaskSpec, history: pd.DataFrame | None = None
+    raw: pd.DataFrame,
+    day: dt.date,
+    spec: TaskSpec,
+    history: pd.DataFrame | Sequence[HistoryPiece] | None = None,
 ) -> CleanResult:
     """Cleans the raw rows of ``day``.
 
@@ -57,7 +77,8 @@ def clean_day(
         day: the partition's date (UTC).
         spec: the task.
         history: raw rows of earlier days, used only for the lagged rates; any rows on or after
-            ``day`` in it are ignored.
+            ``day`` in it are ignored. Or those rows as :class:`HistoryPiece` s (e.g. one per
+            raw day, built once per run): the same result, without re-reading them.
 
     Returns:
         The typed features (timestamp, label, categorical, numeric, calendar and lagged-rate
@@ -73,6 +94,8 @@ def clean_day(
 
     def flag(mask: pd.Series | np.ndarray, why: str | np.ndarray) -> None:
         hit = np.asarray(mask, dtype=bool) & clean
+        if not hit.any():
+            return
         reason[hit] = why[hit] if isinstance(why, np.ndarray) else why
         clean[hit] = False
 
@@ -88,34 +111,46 @@ def clean_day(
 
     out: dict[str, pd.Series | np.ndarray] = {spec.timestamp: ts, LABEL_COLUMN: label}
     for col in spec.categorical:
-        values = raw[col]
-        out[col] = values.where(values.isna(), values.astype(str)).astype(object)
+        out[col] = _as_strings(raw[col])
     for col in spec.numeric:
-        values = _numeric(raw[col])
-        flag(values.isna() & raw[col].notna(), f"numeric: {col!r} is not a number")
-        flag(np.isinf(values), f"numeric: {col!r} is infinite")
+        given = raw[col]
+        values = _numeric(given)
+        array = values.to_numpy()
+        if not (isinstance(given.dtype, np.dtype) and given.dtype.kind in "iuf"):
+            # (a column of numbers has no value that is not one)
+            flag(np.isnan(array) & given.notna().to_numpy(), f"numeric: {col!r} is not a number")
+        flag(np.isinf(array), f"numeric: {col!r} is infinite")
         out[col] = values
     if spec.key and all(c in raw.columns for c in spec.key):
         # A second row with the same key is a duplicate: kept in quarantine, never trained on.
         flag(raw.duplicated(list(spec.key), keep="first"), f"duplicate: key {list(spec.key)}")
+    has_nat = bool(ts.isna().any())
     for name, feature in zip(spec.calendar, spec.calendar_features, strict=True):
         part = getattr(ts.dt, {"hour": "hour", "day_of_week": "dayofweek", "month": "month"}[name])
-        out[feature] = part.astype("Int64").astype(str).where(ts.notna(), None).astype(object)
+        if has_nat:
+            part = part.astype("Int64").astype(str).where(ts.notna(), None)
+            out[feature] = part.astype(object)
+        else:  # the usual case: whole numbers, no missing value
+            out[feature] = part.astype(str).astype(object)
 
-    hist = history if history is not None else raw.iloc[0:0]
-    if spec.lagged_rates and not hist.empty:
-        _require_columns(hist, spec, day, "the history for lagged rates")
-    labelled = LabelledHistory.of(hist, spec) if spec.lagged_rates and len(hist) else hist
-    for rule in spec.lagged_rates:
-        rates = lagged_rates(day, labelled, spec, rule).set_index(list(rule.by))
-        keys = raw[list(rule.by)].astype(str)
-        index = keys.iloc[:, 0] if len(rule.by) == 1 else pd.MultiIndex.from_frame(keys)
-        found = rates[rule.feature_name].reindex(index)  # NaN for a group without history
-        out[rule.feature_name] = found.to_numpy(dtype="float64")
+    if spec.lagged_rates:
+        if history is None or isinstance(history, pd.DataFrame):
+            hist = history if history is not None else raw.iloc[0:0]
+            if not hist.empty:
+                _require_columns(hist, spec, day, "the history for lagged rates")
+            pieces = history_pieces(hist, spec)
+        else:
+            pieces = list(history)
+        keys = {c: key_strings(raw[c]) for c in lag_key_columns(spec)}
+        for rule in spec.lagged_rates:
+            by = [keys[c] for c in rule.by]
+            out[rule.feature_name] = lagged_rate_values(day, pieces, rule, by)
 
     bad = ~clean
     quarantine = raw.loc[bad].copy()
     quarantine[QUARANTINE_REASON] = reason[bad]
-    features = pd.DataFrame(out, index=raw.index).loc[clean].reset_index(drop=True)
+    features = pd.DataFrame(out, index=raw.index)
+    if bad.any():
+        features = features.loc[clean].reset_index(drop=True)
     features[LABEL_COLUMN] = features[LABEL_COLUMN].astype("int8")
     return CleanResult(features=features, quarantine=quarantine.reset_index(drop=True))

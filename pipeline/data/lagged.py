@@ -3,14 +3,21 @@
 Used by ``cleaned_features`` (through :func:`pipeline.data.cleaning.clean_day`), by feedback
 examples (cleaned the same way), and by serving, whose tables :func:`lag_tables` computes at
 training time with the very same function.
+
+:func:`lagged_rates` is the reference: one table per rule. ``clean_day`` looks the rates of its
+rows up with :func:`lagged_rate_values` instead, which gives the same numbers from
+:class:`HistoryPiece` arrays (one per raw day, computed once per run by the caller when it can)
+with one ``factorize`` and two ``bincount`` per rule, and no per-row Python work.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.data.labels import compute_labels
@@ -52,12 +59,116 @@ def lagged_rates(
         return pd.DataFrame(columns=[*rule.by, name])
     if not isinstance(history, LabelledHistory):
         history = LabelledHistory.of(history, spec)
-    start = pd.Timestamp(day - dt.timedelta(days=rule.days), tz="UTC")
-    end = pd.Timestamp(day, tz="UTC")
+    start, end = _window(day, rule)
     usable = history.usable & (history.timestamps >= start) & (history.timestamps < end)
     frame = history.rows.loc[usable, list(rule.by)].astype(str)
     frame[name] = history.labels[usable].to_numpy()
     return frame.groupby(list(rule.by), as_index=False)[name].mean()
+
+
+def _window(day: dt.date, rule: LaggedRate) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start = pd.Timestamp(day - dt.timedelta(days=rule.days), tz="UTC")
+    return start, pd.Timestamp(day, tz="UTC")
+
+
+def lag_key_columns(spec: TaskSpec) -> tuple[str, ...]:
+    """The columns that some lagged-rate rule groups by."""
+    return tuple(dict.fromkeys(c for rule in spec.lagged_rates for c in rule.by))
+
+
+def key_strings(values: pd.Series) -> np.ndarray:
+    """A group column as :func:`lagged_rates` groups it (``astype(str)``; missing stays
+    missing), as a plain array."""
+    return values.astype(str).to_numpy(dtype=object)
+
+
+@dataclass
+class HistoryPiece:
+    """Raw rows (typically one raw day) reduced to what the lagged rates count: only the rows
+    with a usable label and a timestamp, their timestamps, labels and group keys as strings.
+
+    Built once per raw day (see ``CachedReader.memo``), it serves the lagged rates of every
+    later day whose window covers it, without re-parsing or re-labelling its rows.
+    """
+
+    timestamps: pd.Series  # of the kept rows
+    labels: np.ndarray  # float64, 0 or 1
+    keys: dict[str, np.ndarray]  # lag key column -> key strings of the kept rows
+    first: pd.Timestamp | None  # the kept rows' earliest and latest timestamp
+    last: pd.Timestamp | None
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, spec: TaskSpec) -> HistoryPiece:
+        label, reason = compute_labels(frame, spec)
+        ts = parse_timestamps(frame[spec.timestamp])
+        keep = (reason == "").to_numpy(dtype=bool) & ts.notna().to_numpy(dtype=bool)
+        ts = ts[keep].reset_index(drop=True)
+        keys = {c: key_strings(frame[c])[keep] for c in lag_key_columns(spec)}
+        labels = label.to_numpy(dtype="float64")[keep]
+        first, last = (ts.min(), ts.max()) if len(ts) else (None, None)
+        return cls(ts, labels, keys, first, last)
+
+    def in_window(self, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray | slice | None:
+        """Which kept rows fall in ``[start, end)``: all (a slice), none (None), or a mask."""
+        if self.first is None or self.last < start or self.first >= end:
+            return None
+        if self.first >= start and self.last < end:
+            return slice(None)
+        mask = ((self.timestamps >= start) & (self.timestamps < end)).to_numpy(dtype=bool)
+        return mask if mask.any() else None
+
+
+def history_pieces(history: pd.DataFrame, spec: TaskSpec) -> list[HistoryPiece]:
+    """``history`` (raw rows of earlier days) as pieces for :func:`lagged_rate_values`."""
+    return [HistoryPiece.of(history, spec)] if len(history) else []
+
+
+def _group_codes(columns: Sequence[np.ndarray]) -> np.ndarray:
+    """One code per row for the combination of its values in ``columns``; -1 where any value is
+    missing (such a row is in no group, as with ``groupby``)."""
+    codes, _ = pd.factorize(columns[0])
+    for col in columns[1:]:
+        more, uniques = pd.factorize(col)
+        combined = np.where((codes < 0) | (more < 0), -1, codes * len(uniques) + more)
+        codes, _ = pd.factorize(combined)
+        codes[combined < 0] = -1
+    return codes
+
+
+def lagged_rate_values(
+    day: dt.date,
+    pieces: Sequence[HistoryPiece],
+    rule: LaggedRate,
+    keys: Sequence[np.ndarray],
+) -> np.ndarray:
+    """The rate of :func:`lagged_rates` for each row whose group is given by ``keys`` (one key
+    string array per ``rule.by`` column, see :func:`key_strings`); NaN for a group without
+    history. The same numbers: every label is 0 or 1, so the sums are exact."""
+    n = len(keys[0])
+    start, end = _window(day, rule)
+    labels, hist_keys = [], [[] for _ in rule.by]
+    for piece in pieces:
+        sel = piece.in_window(start, end)
+        if sel is None:
+            continue
+        labels.append(piece.labels[sel])
+        for j, col in enumerate(rule.by):
+            hist_keys[j].append(piece.keys[col][sel])
+    out = np.full(n, np.nan)
+    if not labels or not n:
+        return out
+    label = np.concatenate(labels)
+    m = len(label)
+    codes = _group_codes([np.concatenate([*h, k]) for h, k in zip(hist_keys, keys, strict=True)])
+    hist, today = codes[:m], codes[m:]
+    counted = hist >= 0
+    size = int(codes.max()) + 1 if len(codes) else 0
+    sums = np.bincount(hist[counted], weights=label[counted], minlength=size)
+    counts = np.bincount(hist[counted], minlength=size)
+    found = today >= 0
+    found[found] = counts[today[found]] > 0
+    out[found] = sums[today[found]] / counts[today[found]]
+    return out
 
 
 def lag_tables(spec: TaskSpec, raw: PartitionStore, as_of: dt.date) -> dict[str, Any]:

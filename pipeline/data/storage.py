@@ -99,18 +99,44 @@ class CachedReader:
         self.store = store
         self.keep_days = keep_days
         self._frames: dict[dt.date, pd.DataFrame] = {}
+        self._memos: dict[tuple[dt.date, str], Any] = {}
 
     def read(self, day: dt.date) -> pd.DataFrame:
-        if day not in self._frames:
-            self._frames[day] = self.store.read(day)
+        frame = self._frames.get(day)
+        if frame is None:
+            frame = self._frames[day] = self.store.read(day)
             oldest = max(self._frames) - dt.timedelta(days=self.keep_days)
             for old in [d for d in self._frames if d < oldest]:
                 del self._frames[old]
-        return self._frames[day]
+            for key in [k for k in self._memos if k[0] not in self._frames]:
+                del self._memos[key]
+        return frame
+
+    def memo(self, day: dt.date, name: str, make: Callable[[pd.DataFrame], Any]) -> Any:
+        """``make(self.read(day))``, computed once per day and ``name`` and forgotten with the
+        day's frame: what callers derive from a day that the next days will need again."""
+        frame = self.read(day)
+        key = (day, name)
+        if key not in self._memos:
+            self._memos[key] = make(frame)
+        return self._memos[key]
 
     def read_many(self, days: Iterable[dt.date]) -> tuple[pd.DataFrame, list[dt.date]]:
         """As :meth:`PartitionStore.read_many`, through the cache."""
         return _read_existing(self.store, days, self.read)
+
+    def read_each(
+        self, days: Iterable[dt.date]
+    ) -> tuple[list[tuple[dt.date, pd.DataFrame]], list[dt.date]]:
+        """As :meth:`read_many`, without concatenating: each existing day with its frame (empty
+        ones included), and the days that do not exist."""
+        found, missing = [], []
+        for day in days:
+            if self.store.exists(day):
+                found.append((day, self.read(day)))
+            else:
+                missing.append(day)
+        return found, missing
 
 
 def _read_existing(
