@@ -22,6 +22,7 @@ from dagster import (
 
 from assets.metadata import preview
 from assets.partitions import partition_days
+from pipeline.data.sources import SourceError
 from pipeline.data.storage import CachedReader
 from pipeline.steps import build_features_day, ingest_day, keep_unassigned
 from resources import FlywheelStorage, TaskSource
@@ -71,12 +72,19 @@ def build_data_assets(
         """The source's rows of each day, unchanged, as Parquet."""
         source, store = task.source(), storage.partitions("raw_data")
         context.log.info(f"reading {source.describe()}")
-        unassigned = keep_unassigned(source, storage.layout.unassigned_file)  # kept, and warned
-        if unassigned.rows:
+        try:  # rows of no day: kept, and warned about
+            unassigned = keep_unassigned(source, storage.layout.unassigned_file)
+        except SourceError as err:  # a file that cannot be read: each day it holds says so
+            unassigned, unreadable = None, str(err)
+            context.log.error(f"raw_data: {err}")
+        if unassigned and unassigned.rows:
             context.log.warning(
                 f"{unassigned.rows} row(s) have no usable timestamp: kept in {unassigned.path}"
             )
-        for r in _run_days(context, lambda day: ingest_day(source, store, day), "raw_data"):
+        days = _run_days(context, lambda day: ingest_day(source, store, day), "raw_data")
+        if unassigned is None:  # every day read, but the rows of no day could not be
+            raise Failure(description=f"raw_data: the source rows of no day: {unreadable}")
+        for r in days:
             context.add_asset_metadata(
                 {
                     "dagster/row_count": r.rows,

@@ -7,6 +7,7 @@ task). Nothing else in Flywheel names a column of a particular data set.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,6 +29,7 @@ class TaskSpecError(ValueError):
 class SourceSpec:
     kind: str
     path: Path | None = None
+    encoding: str = "utf-8"  # of the CSV files (``files`` sources); a UTF-8 BOM is accepted
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class TaskSpec:
     exclude: tuple[str, ...] = ()
     checks: tuple[tuple[str, ColumnRule], ...] = ()
     key: tuple[str, ...] = ()
+    slices: tuple[str, ...] = ()  # columns whose values the gate compares one by one
     origin: str = field(default="<built-in>", compare=False)
 
     @property
@@ -117,6 +120,8 @@ class TaskSpec:
         source: dict[str, Any] = {"kind": self.source.kind}
         if self.source.path is not None:
             source["path"] = str(self.source.path)
+        if self.source.encoding != "utf-8":
+            source["encoding"] = self.source.encoding
         checks = {}
         for col, rule in self.checks:
             entry: dict[str, Any] = {}
@@ -141,12 +146,15 @@ class TaskSpec:
             "exclude": list(self.exclude),
             "checks": checks,
             "key": list(self.key),
+            "slices": list(self.slices),
         }
 
 
-_TOP_KEYS = {"name", "source", "timestamp", "label", "features", "exclude", "checks", "key"}
+_TOP_KEYS = {
+    "name", "source", "timestamp", "label", "features", "exclude", "checks", "key", "slices"
+}  # fmt: skip
 _REQUIRED_TOP = {"name", "source", "timestamp", "label", "features"}
-_SOURCE_KEYS = {"kind", "path"}
+_SOURCE_KEYS = {"kind", "path", "encoding"}
 _LABEL_KEYS = {"column", "greater_than", "positive_values", "missing_is_positive"}
 _FEATURE_KEYS = {"categorical", "numeric", "calendar", "lagged_rates"}
 _LAG_KEYS = {"by", "days"}
@@ -246,6 +254,11 @@ def parse_task(data: Any, origin: str = "<task>", base_dir: Path | None = None) 
             path = base_dir / path
     elif "path" in src:
         raise TaskSpecError(f"{origin}: 'source.path' is only for kind 'files'")
+    encoding = src.get("encoding", "utf-8")
+    try:
+        encoding = codecs.lookup(str(encoding)).name
+    except LookupError as err:
+        raise TaskSpecError(f"{origin}: 'source.encoding' {encoding!r} is not an encoding") from err
 
     lab = data["label"]
     _check_keys("label", lab, _LABEL_KEYS, {"column"}, origin)
@@ -304,10 +317,18 @@ def parse_task(data: Any, origin: str = "<task>", base_dir: Path | None = None) 
 
     checks = _parse_checks(data.get("checks"), origin)
     key = _str_list(data.get("key"), "key", origin)
+    slices = _str_list(data.get("slices"), "slices", origin)
+    features = {*categorical, *numeric, *(c for r in lags for c in r.by)}
+    for col in slices:
+        if col not in features:
+            raise TaskSpecError(
+                f"{origin}: 'slices' names {col!r}, which is not a feature column (a slice must be"
+                " known at prediction time)"
+            )
 
     return TaskSpec(
         name=str(data["name"]),
-        source=SourceSpec(kind=src["kind"], path=path),
+        source=SourceSpec(kind=src["kind"], path=path, encoding=encoding),
         timestamp=str(data["timestamp"]),
         label=label,
         categorical=categorical,
@@ -317,6 +338,7 @@ def parse_task(data: Any, origin: str = "<task>", base_dir: Path | None = None) 
         exclude=exclude,
         checks=checks,
         key=key,
+        slices=slices,
         origin=origin,
     )
 

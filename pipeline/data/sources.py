@@ -9,12 +9,19 @@ Two kinds, chosen by the task file:
   pyarrow dataset with a filter on the timestamp column, never by reading everything. Rows whose
   timestamp is missing or does not parse belong to no day: :meth:`FilesSource.read_unassigned`
   returns them (with their file and reason) so that they can be kept in a quarantine file.
+  CSV files are read in the task's ``source.encoding`` (UTF-8 unless it says otherwise; a UTF-8
+  byte-order mark is dropped); a file that is not valid in it, or a Parquet string column that is
+  not valid UTF-8, is a :class:`SourceError` naming the file and the column (or the line and byte
+  offset), never bytes passed on for a later step to trip over.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 import datetime as dt
 import importlib.util
+import re
 import zipfile
 from collections.abc import Callable
 from functools import lru_cache
@@ -141,6 +148,101 @@ class NycFlights13Source:
         return pd.DataFrame()
 
 
+# pyarrow (26) reads UTF-8 CSV without transcoding and, by default, checks that strings are valid
+# UTF-8: a column whose *first block* has invalid bytes is inferred as ``binary`` (no error), and
+# invalid bytes further on fail the read with this message (its row counts the header as row 1).
+_CSV_BAD_UTF8 = re.compile(
+    r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to string: invalid UTF8 data"
+)
+_BAD_STRING_INDEX = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
+_NATIVE_UTF8 = {"utf-8", "utf-8-sig"}  # read by pyarrow itself (it drops a UTF-8 BOM)
+_CHUNK = 1 << 20
+
+
+def _first_bad_bytes(file: Path, encoding: str) -> tuple[int, int, str, str] | None:
+    """Where ``file`` first fails to decode in ``encoding``: (byte offset, line number, the text
+    of that line before it, the decoder's reason); None if the whole file decodes."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, lines, tail = 0, 1, ""
+    with open(file, "rb") as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            state = decoder.getstate()
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeError as err:
+                start = getattr(err, "start", 0)  # relative to the bytes it held back + chunk
+                pending = len(state[0]) if isinstance(state[0], bytes) else 0
+                decoder.setstate(state)
+                try:  # the good text before the bad bytes, for the line and the column
+                    text = decoder.decode(chunk[: max(0, start - pending)])
+                except UnicodeError:
+                    text = ""
+                lines, tail = lines + text.count("\n"), (tail + text).rsplit("\n", 1)[-1]
+                reason = getattr(err, "reason", str(err))
+                bad = getattr(err, "object", b"")[start : start + 4]
+                reason = f"{reason} ({bad!r}...)" if bad else reason
+                return offset - pending + start, lines, tail, reason
+            lines += text.count("\n")
+            tail = (tail + text).rsplit("\n", 1)[-1][-_CHUNK:]
+            offset += len(chunk)
+            if not chunk:
+                return None
+
+
+def _header_names(file: Path, encoding: str) -> list[str]:
+    """The column names of a CSV file's first line, bad bytes replaced (for messages only)."""
+    with open(file, "rb") as fh:
+        head = fh.read(1 << 16)
+    first = codecs.decode(head, encoding, errors="replace").split("\n", 1)[0]
+    names = next(csv.reader([first.rstrip("\r")]), [])
+    return [names[0].removeprefix("\ufeff"), *names[1:]] if names else []
+
+
+def _column_of(line_prefix: str, names: list[str]) -> str | None:
+    """The CSV column that the text ``line_prefix`` (the start of a line) ends in, if known."""
+    fields = next(csv.reader([line_prefix]), [""]) if line_prefix else [""]
+    return names[len(fields) - 1] if len(fields) <= len(names) else None
+
+
+def _is_text(type_: pa.DataType) -> bool:
+    if pa.types.is_dictionary(type_):
+        return _is_text(type_.value_type)
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
+
+
+def _bad_string_row(column: pa.ChunkedArray) -> int | None:
+    """The index of the first value of a string (or dictionary of strings) column that is not
+    valid UTF-8, if any."""
+    seen = 0
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            words = chunk.dictionary
+            if _bad_string_row(pa.chunked_array([words])) is not None:
+                bad = [i for i, w in enumerate(words.cast(pa.binary()).to_pylist())
+                       if w is not None and not _is_utf8(w)]  # fmt: skip
+                hits = pc.is_in(chunk.indices, value_set=pa.array(bad, chunk.indices.type))
+                first = pc.index(hits, True).as_py()
+                if first >= 0:
+                    return seen + first
+        else:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid as err:
+                found = _BAD_STRING_INDEX.search(str(err))
+                return seen + int(found.group(1)) if found else seen
+        seen += len(chunk)
+    return None
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class FilesSource:
     """The user's own Parquet and CSV files (found by extension anywhere under ``path``)."""
 
@@ -160,13 +262,133 @@ class FilesSource:
             p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in self.SUFFIXES
         )
 
-    def _fragment(self, file: Path, day: dt.date) -> pa.Table:
+    @property
+    def encoding(self) -> str:
+        return self.spec.source.encoding
+
+    def _csv_format(self, column_names: list[str] | None = None) -> ds.CsvFileFormat:
+        native = self.encoding in _NATIVE_UTF8
+        options = pacsv.ReadOptions(
+            encoding="utf8" if native else self.encoding,
+            column_names=column_names,
+            skip_rows=1 if column_names else 0,
+        )
+        return ds.CsvFileFormat(read_options=options)
+
+    def _not_decodable(
+        self,
+        where: str,
+        file: Path,
+        names: list[str],
+        known: list[str],
+        located: tuple[int, int, str, str] | None = None,
+    ) -> str:
+        """The message for a CSV file that is not valid in the task's encoding: the file, the
+        column (one of ``known``, the columns pyarrow named, else found from the line) and where
+        in the file (line and byte offset of the first bytes that do not decode)."""
+        located = located or _first_bad_bytes(file, self.encoding)
+        head = f"{where}file {file} is not valid {self.encoding} (the task's 'source.encoding')"
+        hint = ""
+        if self.encoding in _NATIVE_UTF8:
+            hint = "; set 'source.encoding' in the task file to the file's encoding (e.g. latin-1)"
+        if located is None:  # pyarrow saw bad bytes that Python's codec accepts: name the column
+            return f"{head}: column {known[0]!r}{hint}" if known else f"{head}{hint}"
+        offset, line, prefix, reason = located
+        if line == 1:
+            return f"{head}: its header line, byte offset {offset}: {reason}{hint}"
+        guess = _column_of(prefix, names or _header_names(file, self.encoding))
+        column = guess if guess is not None and (not known or guess in known) else None
+        column = column or (known[0] if known else None)
+        at = f"line {line}, byte offset {offset}: {reason}"
+        return f"{head}: column {column!r}, {at}{hint}" if column else f"{head}: {at}{hint}"
+
+    def _open(self, file: Path, where: str) -> ds.Dataset:
+        """The file as a pyarrow dataset, read in the task's encoding (CSV) and checked: a CSV
+        column of undecodable bytes (pyarrow makes it ``binary``) fails here, with its name."""
         fmt = self.SUFFIXES[file.suffix.lower()]
         try:
-            dataset = ds.dataset(file, format=fmt)
-            schema = dataset.schema
+            if fmt != "csv":
+                dataset = ds.dataset(file, format=fmt)
+                _ = dataset.schema  # reads the footer: a broken file fails here
+                return dataset
+            dataset = ds.dataset(file, format=self._csv_format())
+            names = dataset.schema.names
+            if names and names[0].startswith("\ufeff"):  # a BOM the codec kept (utf-16-le...)
+                names = [names[0].removeprefix("\ufeff"), *names[1:]]
+                dataset = ds.dataset(file, format=self._csv_format(names))
+        except UnicodeError as err:  # raised by the codec that pyarrow transcodes with
+            raise SourceError(self._not_decodable(where, file, [], [])) from err
         except (pa.ArrowInvalid, OSError) as err:
-            raise SourceError(f"partition {day}: cannot read {file}: {err}") from err
+            raise SourceError(f"{where}cannot read {file}: {err}") from err
+        binary = [f.name for f in dataset.schema if pa.types.is_binary(f.type)]
+        if binary:
+            raise SourceError(self._not_decodable(where, file, names, binary))
+        if self.encoding in _NATIVE_UTF8 and any("\ufffd" in n for n in names):
+            located = _first_bad_bytes(file, self.encoding)  # pyarrow replaced a bad header byte
+            if located is not None and located[1] == 1:
+                raise SourceError(self._not_decodable(where, file, names, [], located))
+        return dataset
+
+    def _to_table(self, dataset: ds.Dataset, file: Path, where: str, **kwargs) -> pa.Table:
+        """``dataset.to_table(**kwargs)``; undecodable text fails naming the file and column."""
+        try:
+            table = dataset.to_table(**kwargs)
+        except UnicodeError as err:
+            names = dataset.schema.names
+            raise SourceError(self._not_decodable(where, file, names, [])) from err
+        except pa.ArrowInvalid as err:
+            bad = _CSV_BAD_UTF8.search(str(err))
+            if bad is None and "Invalid UTF8" in str(err):  # Parquet (dictionary) strings
+                column = self._bad_parquet_column(dataset, **kwargs)
+                if column is not None:
+                    raise SourceError(
+                        f"{where}file {file} column {column!r} is not valid UTF-8 text (Parquet"
+                        f" strings must be): {err}"
+                    ) from err
+            if bad is None:
+                raise SourceError(f"{where}cannot read {file}: {err}") from err
+            names = dataset.schema.names
+            index = int(bad.group(1))
+            known = [names[index]] if index < len(names) else []
+            raise SourceError(self._not_decodable(where, file, names, known)) from err
+        return table
+
+    @staticmethod
+    def _bad_parquet_column(dataset: ds.Dataset, **kwargs) -> str | None:
+        """The column that pyarrow's "Invalid UTF8" is about (its message names none)."""
+        for name in dataset.schema.names:
+            try:
+                dataset.to_table(**{**kwargs, "columns": [name]})
+            except pa.ArrowInvalid as err:
+                if "Invalid UTF8" in str(err):
+                    return name
+        return None
+
+    def _check_text(self, table: pa.Table, file: Path, where: str, rows: str) -> None:
+        """Parquet strings are UTF-8 by definition, but pyarrow (26) does not check them when it
+        reads a file (``to_pandas`` fails later, "Wrapping ... failed"): a value that is not valid
+        UTF-8 fails here, naming the file, the column and the row (``rows`` says which rows).
+        CSV strings need no check: pyarrow checks UTF-8 or transcodes from the task's encoding."""
+        if self.SUFFIXES[file.suffix.lower()] != "parquet":
+            return
+        ts = self.spec.timestamp
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if not _is_text(column.type):
+                continue
+            row = _bad_string_row(column)
+            if row is not None:
+                at = f"row {row + 1}{rows}"
+                if ts in table.column_names and ts != name:
+                    at += f" ({ts} {table.column(ts)[row].as_py()})"
+                raise SourceError(
+                    f"{where}file {file} column {name!r} is not valid UTF-8 text (Parquet strings"
+                    f" must be): {at}"
+                )
+
+    def _fragment(self, file: Path, day: dt.date) -> pa.Table:
+        where = f"partition {day}: "
+        dataset = self._open(file, where)
+        schema = dataset.schema
         # Other missing columns are the raw_data checks' to report: the rows are kept as they are.
         if self.spec.timestamp not in schema.names:
             raise SourceError(
@@ -190,14 +412,13 @@ class FilesSource:
                 f"partition {day}: file {file} column {ts_col!r} has type {ts_type},"
                 " not a timestamp, date or string"
             )
-        try:
-            table = dataset.to_table(filter=expr)
-        except pa.ArrowInvalid as err:
-            raise SourceError(f"partition {day}: cannot read {file}: {err}") from err
+        table = self._to_table(dataset, file, where, filter=expr)
         if expr is None:  # values that do not parse are null here, so no day takes them
+            self._check_text(table.select([ts_col]), file, where, " of the file")
             parsed = parse_timestamp_array(table.column(ts_col))
             mask = pc.and_(pc.greater_equal(parsed, lo), pc.less(parsed, hi))
             table = table.filter(mask)
+        self._check_text(table, file, where, " of its rows for the day")
         return table
 
     def read_day(self, day: dt.date) -> pd.DataFrame:
@@ -229,18 +450,18 @@ class FilesSource:
         """
         ts_col, frames = self.spec.timestamp, []
         for file in self.files():
-            try:
-                table = ds.dataset(file, format=self.SUFFIXES[file.suffix.lower()]).to_table()
-            except (pa.ArrowInvalid, OSError) as err:
-                raise SourceError(f"cannot read {file}: {err}") from err
+            table = self._to_table(self._open(file, ""), file, "")
             if ts_col not in table.column_names:
                 continue  # read_day names this file and column
+            self._check_text(table.select([ts_col]), file, "", " of the file")
             raw = table.column(ts_col)
             parsed = raw if pa.types.is_timestamp(raw.type) else parse_timestamp_array(raw)
             bad = pc.is_null(parsed)
             if not pc.any(bad).as_py():
                 continue
-            frame = table.filter(bad).to_pandas()
+            kept = table.filter(bad)
+            self._check_text(kept, file, "", " of its rows with no day")
+            frame = kept.to_pandas()
             frame["source_file"] = str(file)
             frame["quarantine_reason"] = [
                 f"timestamp: {ts_col!r} is missing"

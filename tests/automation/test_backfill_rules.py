@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from dagster import materialize
 
 from assets.partitions import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
 from assets.partitions import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
-from tests.helpers import flywheel_resources, graph_assets
+from tests.helpers import CHURN_TASK, flywheel_resources, graph_assets, make_churn_frame
 
 GRAPH = graph_assets()
 raw_data, cleaned_features = GRAPH["raw_data"], GRAPH["cleaned_features"]
@@ -91,3 +92,35 @@ def test_dg_launch_runs_a_partition_range_as_one_run(churn_task: Path, tmp_path:
     assert sorted(p.name for p in (home / "cleaned_features").glob("????-??-??.parquet")) == [
         f"{d}.parquet" for d in DAYS
     ]
+
+
+def test_csv_not_in_its_encoding_fails_raw_data_naming_the_file(tmp_path: Path, flywheel_env):
+    """A Latin-1 CSV read as UTF-8 (the default) fails raw_data itself for each day it holds,
+    naming the day, the file, the column and the line: nothing is stored for a later step to
+    trip over. Declared, it reads."""
+    frame = make_churn_frame(days=2, rows_per_day=20)
+    frame["event_time"] = frame["event_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame.loc[3, "region"] = "Jos\u00e9"
+    (tmp_path / "task" / "data").mkdir(parents=True)
+    csv = tmp_path / "task" / "data" / "latin.csv"
+    frame.to_csv(csv, index=False, encoding="latin-1")
+    task = tmp_path / "task" / "churn.yaml"
+    task.write_text(yaml.safe_dump(CHURN_TASK))
+
+    result = fill(flywheel_env, task, raw_data, DAYS[0], DAYS[1])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "raw_data"
+    message = failure.step_failure_data.error.to_string()
+    assert (
+        f"raw_data failed for 2 of 2 day(s): {DAYS[0]}: partition {DAYS[0]}: file {csv}" in message
+    )
+    assert "is not valid utf-8" in message and f"{DAYS[1]}: partition {DAYS[1]}" in message
+    assert "column 'region', line 5, byte offset" in message and "'source.encoding'" in message
+    assert not list((flywheel_env / "raw_data").glob("????-??-??.parquet"))
+
+    declared = {**CHURN_TASK, "source": {**CHURN_TASK["source"], "encoding": "latin-1"}}
+    task.write_text(yaml.safe_dump(declared))
+    assert fill(flywheel_env, task, raw_data, DAYS[0], DAYS[1]).success
+    stored = pd.read_parquet(flywheel_env / "raw_data" / f"{DAYS[0]}.parquet")
+    assert "Jos\u00e9" in stored["region"].tolist()

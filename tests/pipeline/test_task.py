@@ -56,6 +56,7 @@ def _with(**changes):
         ({"features__numeric": ["churned"]}, "'churned' is the label"),
         ({"features__calendar": ["minute"]}, "'features.calendar' has 'minute'"),
         ({"features__lagged_rates": [{"by": ["region"], "days": 0}]}, "days' >= 1"),
+        ({"source__encoding": "klingon"}, "'source.encoding' 'klingon' is not an encoding"),
     ],
 )
 def test_bad_task_files_name_the_key(tmp_path: Path, changes, message):
