@@ -1,6 +1,7 @@
 """Feedback group: labelled examples from users' feedback (the sensor that starts its runs is in
 ``assets/sensors.py``)."""
 
+import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
@@ -32,8 +33,12 @@ def user_feedback(
 ) -> Output[None]:
     """Labelled examples from feedback joined to their logged inputs, cleaned like the days."""
     store = feedback.store()
-    store.require_schema()
-    raw = store.labelled_examples(config.upto_id or None)
+    if store.schema_version() is None:  # nothing served yet: no feedback, not an error
+        context.log.info(f"{store!r} has no tables yet (`flywheel serve` creates them)")
+        raw = pd.DataFrame()
+    else:
+        store.require_schema()
+        raw = store.labelled_examples(config.upto_id or None)
     result = clean_feedback(task.spec(), raw, storage.partitions("raw_data"))
     path = storage.layout.feedback_examples_file
     write_parquet_atomic(result.features, path)

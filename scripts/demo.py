@@ -57,9 +57,6 @@ def main() -> int:
         version = champion
         decision = {"champion": champion, "promoted": False, "reason": "reused"}
     else:
-        # The feedback store's tables, as `flywheel serve` would create them, so that
-        # user_feedback (no feedback yet on a fresh machine) can run before training.
-        defs.resources["feedback"].process_config_and_initialize().store().upgrade()
         print("materializing user_feedback, trained_model, evaluation_report, deployed_model")
         run_config = {**quiet, "ops": {"trained_model": {"config": {"end_date": end.isoformat()}}}}
         result = defs.resolve_job_def("feedback_job").execute_in_process(

@@ -46,3 +46,17 @@ def test_user_feedback_asset_cleans_examples(tmp_path):
     assert examples["label"].tolist() == [i % 2 for i in range(1, 25)]
     assert examples["rate_region_3d"].notna().all()  # lagged rates from raw_data history
     store.close()
+
+
+def test_user_feedback_of_a_store_without_tables_is_empty(tmp_path):
+    """A fresh machine: nothing served yet, so no tables; the asset materializes, empty."""
+    home = FlywheelHome.at(tmp_path / "fw")
+    resources = {
+        "feedback": FeedbackStoreResource(url=home.feedback_url),
+        "storage": FlywheelStorage(home=str(home.root)),
+        "task": TaskSource(task_file=""),
+    }
+    result = materialize([user_feedback], resources=resources)
+    meta = result.asset_materializations_for_node("user_feedback")[0].metadata
+    assert meta["dagster/row_count"].value == 0
+    assert pd.read_parquet(home.feedback_examples_file).empty
