@@ -133,11 +133,17 @@ def _metrics_table(report: dict[str, Any]) -> str:
 
 @asset(group_name="training", kinds={"pytorch", "matplotlib"}, io_manager_key="json_io_manager")
 def evaluation_report(
-    context: AssetExecutionContext, trained_model: dict[str, Any], storage: FlywheelStorage
+    context: AssetExecutionContext,
+    trained_model: dict[str, Any],
+    task: TaskSource,
+    storage: FlywheelStorage,
 ) -> Output[dict[str, Any]]:
     """The challenger and the champion scored on the same holdout days, with plots."""
     evaluation = evaluate_version(
-        storage.partitions("cleaned_features"), storage.registry(), trained_model["version"]
+        storage.partitions("cleaned_features"),
+        storage.registry(),
+        trained_model["version"],
+        slice_columns=task.spec().slices,
     )
     report = evaluation.report
     ch = report["challenger"]

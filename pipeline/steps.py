@@ -19,6 +19,7 @@ from pipeline.data.cleaning import clean_day
 from pipeline.data.lagged import HistoryPiece, lag_key_columns, lag_tables
 from pipeline.data.sources import Source
 from pipeline.data.storage import CachedReader, PartitionStore, write_parquet_atomic
+from pipeline.gate import SCORES_FILE
 from pipeline.model.params import TrainingError, TrainParams
 from pipeline.model.registry import ModelRegistry, ModelVersionError
 from pipeline.task import LABEL_COLUMN, TaskSpec
@@ -293,8 +294,17 @@ class Evaluation:
     path: Path
 
 
-def evaluate_version(features: PartitionStore, registry: ModelRegistry, version: str) -> Evaluation:
-    """Scores the challenger and the current champion on the challenger's holdout days."""
+def evaluate_version(
+    features: PartitionStore,
+    registry: ModelRegistry,
+    version: str,
+    slice_columns: tuple[str, ...] = (),
+) -> Evaluation:
+    """Scores the challenger and the current champion on the challenger's holdout days.
+
+    The rows' labels and both models' scores (and the ``slice_columns``) are kept in the
+    version as ``holdout_scores.parquet``, for the gate's paired comparison.
+    """
     from pipeline.model import metrics
     from pipeline.model.plots import plots
     from pipeline.model.training import predict_frame
@@ -331,6 +341,15 @@ def evaluate_version(features: PartitionStore, registry: ModelRegistry, version:
             report["champion_error"] = str(err)
     pngs = plots(y, scores)
     folder = registry.path(version)
+    kept = pd.DataFrame(
+        {
+            "y": y,
+            "challenger": scores["challenger"].astype(np.float64),
+            "champion": scores["champion"].astype(np.float64) if "champion" in scores else np.nan,
+            **{c: frame[c].astype(str).to_numpy() for c in slice_columns if c in frame.columns},
+        }
+    )
+    write_parquet_atomic(kept, folder / SCORES_FILE)
     for name, png in pngs.items():
         (folder / f"{name}.png").write_bytes(png)
     path = registry.attach(version, "evaluation.json", report)

@@ -31,10 +31,15 @@ def fill(home: Path, task: Path | str, first: str, last: str, instance=None):
     )
 
 
+GATE_KEYS = ("min_auc_gain", "force", "min_holdout_rows")
+
+
 def train(home: Path, task: Path | str, instance=None, **config):
+    """trained_model, evaluation_report and deployed_model; the churn task's 4 holdout days
+    hold 480 rows, so the gate's minimum evidence is lowered unless a test sets it."""
     training = {"epochs": 3, "batch_size": 128, "window_days": 12, "holdout_days": 4}
-    training.update({k: v for k, v in config.items() if k not in ("min_auc_gain", "force")})
-    deploy = {k: v for k, v in config.items() if k in ("min_auc_gain", "force")}
+    training.update({k: v for k, v in config.items() if k not in GATE_KEYS})
+    deploy = {"min_holdout_rows": 200, **{k: v for k, v in config.items() if k in GATE_KEYS}}
     return materialize(
         MODEL,
         resources=flywheel_resources(home, task),
@@ -91,7 +96,15 @@ def test_whole_graph_on_a_users_parquet_files(churn_task: Path, flywheel_env: Pa
     eval_md = metadata(first, "evaluation_report")
     assert "data:image/png;base64," in eval_md["plots"]
     assert "roc_auc" in eval_md["metrics"]
-    assert metadata(first, "deployed_model")["promoted"] is True
+    deployed = metadata(first, "deployed_model")
+    assert deployed["promoted"] is True and deployed["rule"] == "no_champion"
+    assert deployed["auc_gain_ci_low"] > 0 and "paired bootstrap" in deployed["comparison"]
+    assert report["gate"]["comparison"]["n"] == 480 and report["gate"]["promote"] is True
+
+    # Too little evidence: with the default minimum of 500 holdout rows nothing is promoted.
+    few = train(flywheel_env, churn_task, instance, min_holdout_rows=500)
+    assert few.output_for_node("deployed_model")["promoted"] is False
+    assert "fewer than min_holdout_rows 500" in few.output_for_node("deployed_model")["reason"]
 
     # The gate keeps the champion when the challenger is not better by the margin...
     kept = train(flywheel_env, churn_task, instance, min_auc_gain=1.0)
@@ -107,7 +120,8 @@ def test_whole_graph_on_a_users_parquet_files(churn_task: Path, flywheel_env: Pa
     v3 = forced.output_for_node("trained_model")["version"]
     assert registry.champion() == v3
     assert registry.champion_record()["forced"] is True
-    assert registry.versions() == [v1, v2, v3]
+    assert len(registry.versions()) == 4 and registry.versions()[0] == v1
+    assert registry.versions()[-2:] == [v2, v3]
 
 
 def test_flights_graph_for_a_few_days(flywheel_env: Path):

@@ -13,7 +13,7 @@ TABLE_HEADER = ("measure", "A", "B", "ratio", "goal", "met")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["training_overhead.py", "model_quality.py"])
+@pytest.mark.parametrize("script", ["training_overhead.py", "model_quality.py", "gate.py"])
 def test_benchmark_quick_run_prints_its_table(script: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
     proc = subprocess.run(

@@ -1,34 +1,163 @@
+"""The gate: its statistics on hand-made scores, then its decisions with real models on real
+flights (a retrain that brings nothing new never replaces the champion)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
 import pytest
 
-from pipeline.gate import decide
+from pipeline.data.sources import make_source
+from pipeline.data.storage import PartitionStore
+from pipeline.gate import SCORES_FILE, GatePolicy, decide, deploy
+from pipeline.model.comparison import compare
+from pipeline.model.params import TrainParams
+from pipeline.model.registry import ModelRegistry
+from pipeline.steps import build_features_day, evaluate_version, ingest_day, train_version
+from pipeline.task import load_task
+
+POLICY = GatePolicy()
 
 
-def report(auc: float, champion_auc: float | None = None, champion_error: str | None = None):
-    return {
-        "version": "new",
-        "challenger": {"roc_auc": auc},
-        "prior_baseline": {"roc_auc": 0.5},
-        "champion": "old" if champion_auc is not None or champion_error else None,
-        "champion_metrics": {"roc_auc": champion_auc} if champion_auc is not None else None,
-        "champion_error": champion_error,
-    }
+def scored(n: int = 3000, seed: int = 0, signal: float = 1.0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.25).astype(float)
+    a = 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(0, 1.5, n))))
+    return y, a, rng
+
+
+# -- the statistics ------------------------------------------------------------------------------
+def test_identical_scores_have_a_zero_width_interval_and_are_not_promoted():
+    y, a, _ = scored()
+    frame = pd.DataFrame({"y": y, "challenger": a, "champion": a})
+    auc, _ = compare(y, a, a, POLICY)
+    assert (auc.difference, auc.ci_low, auc.ci_high) == (0.0, 0.0, 0.0)
+    decision = decide(frame, POLICY, "old", newer_data=False, prior=0.25)
+    assert not decision.promote and decision.rule == "same_data"
+    assert "no significant gain" in decision.reason
 
 
 @pytest.mark.parametrize(
-    ("rep", "gain", "force", "promote", "why"),
+    ("newer", "worse", "promote", "rule_text"),
     [
-        (report(0.70), 0.0, False, True, "no champion yet"),
-        (report(0.50), 0.0, False, False, "not above the prior"),
-        (report(0.45), 0.0, True, True, "forced"),
-        (report(0.72, 0.70), 0.0, False, True, ">= champion"),
-        (report(0.70, 0.70), 0.0, False, True, ">= champion"),
-        (report(0.71, 0.70), 0.02, False, False, "champion old stays"),
-        (report(0.69, 0.70), 0.0, False, False, "champion old stays"),
-        (report(0.69, 0.70), 0.0, True, True, "forced"),
-        (report(0.75, champion_error="file weights.pt is corrupt"), 0.0, False, False, "cannot"),
+        (False, False, False, "same data and no significant gain"),  # a tie
+        (True, False, True, "newer data, not significantly worse"),  # a tie on newer data
+        (True, True, False, "significantly worse"),
     ],
 )
-def test_gate(rep, gain, force, promote, why):
-    decision = decide(rep, gain, force)
-    assert decision.promote is promote
-    assert why in decision.reason
+def test_the_two_rules(newer, worse, promote, rule_text):
+    y, a, rng = scored()
+    challenger = np.clip(a + rng.normal(0, 0.3, len(y)), 0.001, 0.999) if worse else a
+    frame = pd.DataFrame({"y": y, "challenger": challenger, "champion": a})
+    decision = decide(frame, POLICY, "old", newer_data=newer, prior=0.25)
+    assert decision.promote is promote, decision.reason
+    assert rule_text in decision.reason
+    assert decision.rule == ("newer_data" if newer else "same_data")
+
+
+def test_too_few_rows_no_champion_and_force():
+    y, a, _ = scored(n=400)
+    frame = pd.DataFrame({"y": y, "challenger": a, "champion": np.nan})
+    few = decide(frame, POLICY, None, newer_data=False, prior=0.25)
+    assert not few.promote and "fewer than min_holdout_rows 500" in few.reason
+    forced = decide(frame, POLICY, None, newer_data=False, prior=0.25, force=True)
+    assert forced.promote and forced.rule == "forced" and "forced by run config" in forced.reason
+    y, a, _ = scored(n=2000)
+    first = decide(pd.DataFrame({"y": y, "challenger": a}), POLICY, None, False, prior=0.25)
+    assert first.promote and first.rule == "no_champion" and first.comparison.ci_low > 0
+    noise = np.random.default_rng(5).random(2000)
+    useless = decide(pd.DataFrame({"y": y, "challenger": noise}), POLICY, None, False, 0.25)
+    assert not useless.promote and "not significantly better than the prior" in useless.reason
+
+
+# -- real models on real rows --------------------------------------------------------------------
+END = dt.date(2025, 5, 20)  # replayed 2013 days, no storm in the holdout
+PARAMS = dict(epochs=6, window_days=28, holdout_days=7, members=1, patience=2, batch_size=2048)
+
+
+@pytest.fixture(scope="module")
+def flights(tmp_path_factory):
+    """36 days of real flights in raw_data and cleaned_features."""
+    root = tmp_path_factory.mktemp("gate")
+    spec = load_task(None)
+    raw, feats = PartitionStore(root / "raw_data"), PartitionStore(root / "cleaned_features")
+    source = make_source(spec)
+    days = [END + dt.timedelta(days=1) - dt.timedelta(days=k) for k in range(44, -1, -1)]
+    for day in days:
+        ingest_day(source, raw, day)
+    for day in days:
+        build_features_day(spec, raw, feats, day)
+    return spec, raw, feats, root
+
+
+def gate(flights, registry: ModelRegistry, end=END, force=False, **params):
+    spec, raw, feats, root = flights
+    trained = train_version(
+        spec, feats, registry, TrainParams(**{**PARAMS, **params}), root / "scratch", end=end,
+        raw=raw,
+    )  # fmt: skip
+    report = evaluate_version(feats, registry, trained.version, slice_columns=spec.slices)
+    return trained.version, deploy(registry, report.report, POLICY, force=force)
+
+
+@pytest.fixture
+def registry(flights, tmp_path):
+    registry = ModelRegistry(tmp_path / "models")
+    _, done = gate(flights, registry)
+    assert done.promoted and done.decision.rule == "no_champion", done.reason
+    return registry
+
+
+@pytest.mark.slow
+def test_retrain_on_the_same_data_or_with_another_seed_is_not_promoted(flights, registry):
+    champion = registry.champion()
+    _, done = gate(flights, registry)
+    assert not done.promoted and done.decision.comparison.difference == 0.0
+    assert "same data" in done.reason and registry.champion() == champion
+    other, done = gate(flights, registry, seed=1)
+    assert not done.promoted and done.decision.rule == "same_data", done.reason
+    assert registry.champion() == champion
+    report = registry.read_json(other, "evaluation.json")
+    assert report["gate"]["comparison"]["metric"] == "roc_auc"
+    assert {"ci_low", "ci_high", "confidence", "n", "method"} <= set(report["gate"]["comparison"])
+    assert {s["column"] for s in report["gate"]["slices"]} == {"origin", "carrier"}
+    assert (registry.path(other) / SCORES_FILE).is_file()
+
+
+@pytest.mark.slow
+def test_a_day_of_newer_data_is_promoted_unless_clearly_worse(flights, registry):
+    champion = registry.champion()
+    _, done = gate(flights, registry, end=END + dt.timedelta(days=1), epochs=1,
+                       window_days=2)  # fmt: skip
+    assert not done.promoted and "significantly worse" in done.reason, done.reason
+    assert registry.champion() == champion
+    fresh, done = gate(flights, registry, end=END + dt.timedelta(days=1))
+    assert done.promoted and done.decision.rule == "newer_data", done.reason
+    assert registry.champion() == fresh
+
+
+@pytest.mark.slow
+def test_a_clearly_better_model_is_promoted_and_a_slice_regression_refused(flights, tmp_path):
+    registry = ModelRegistry(tmp_path / "weak")
+    weak, done = gate(flights, registry, window_days=3, epochs=2)
+    assert done.promoted
+    strong, done = gate(flights, registry)
+    assert done.promoted and done.decision.rule == "same_data", done.reason
+    assert done.decision.comparison.ci_low > 0
+
+    # The same two models' real scores, with the strong one's ranking turned upside down on one
+    # carrier with enough rows: better overall, clearly worse on that slice.
+    scores = pd.read_parquet(registry.path(strong) / SCORES_FILE)
+    weak_scores = pd.read_parquet(registry.path(weak) / SCORES_FILE)["challenger"].to_numpy()
+    frame = scores.assign(champion=weak_scores)
+    judged = [s for s in done.decision.slices if s.column == "carrier" and s.verdict == "ok"]
+    # The carrier where turning the ranking over costs the most against the champion.
+    carrier = max(judged, key=lambda s: s.champion_auc + s.challenger_auc).value
+    rows = (frame["carrier"] == carrier).to_numpy()
+    permuted = frame["challenger"].to_numpy().copy()
+    permuted[rows] = 1.0 - permuted[rows]
+    decision = decide(frame.assign(challenger=permuted), POLICY, weak, False, prior=0.2)
+    assert decision.comparison.difference > 0  # still better overall
+    assert not decision.promote and f"carrier={carrier}" in decision.reason, decision.reason
