@@ -29,6 +29,7 @@ from dagster import (
 from assets.metadata import md_text
 from assets.partitions import partition_days
 from pipeline.checks.results import ERROR, WARN, DayVerdict
+from pipeline.checks.shift import Champion
 from pipeline.checks.verdicts import VerdictStore, check_feature_days, check_raw_days
 from pipeline.model.registry import ModelRegistry
 from resources import FlywheelStorage, TaskSource
@@ -54,6 +55,15 @@ def _brief(verdict: DayVerdict) -> str:
     return head + (", observed:\n" + "\n".join(noted) if noted else ".")
 
 
+def _metrics(verdict: DayVerdict) -> dict[str, Any]:
+    """The verdict's numbers as float metadata on every day (NaN where undefined), so that the
+    UI plots them over partitions (cleaned_features: ``label_rate`` and ``max_psi``)."""
+    return {
+        k: MetadataValue.float(float("nan") if v is None else float(v))
+        for k, v in verdict.metrics.items()
+    }
+
+
 def _metadata(verdict: DayVerdict, store: VerdictStore) -> dict[str, Any]:
     failed = verdict.failures()
     table = "| severity | expectation | column | observed | unexpected | sample bad values |\n"
@@ -77,6 +87,7 @@ def _metadata(verdict: DayVerdict, store: VerdictStore) -> dict[str, Any]:
             else MetadataValue.md(_brief(verdict))
         ),
         "verdict_path": MetadataValue.path(str(store.path(verdict.asset, verdict.day))),
+        **_metrics(verdict),
     }
 
 
@@ -158,8 +169,12 @@ def build_data_checks(
         partitions_def=partitions,
         compute_kind="great_expectations",
         description="ERROR, blocking: labels 0/1 and never null, every model column and no"
-        " excluded one, finite numbers, at most 5% of the day's rows quarantined. WARN:"
-        " categories outside the champion's training vocabulary.",
+        " excluded one, finite numbers, at most 5% of the day's rows quarantined; labels that"
+        " cannot be real: one class alone on a day of 100+ labelled rows when the trailing 28"
+        " days held both, or the champion's ROC-AUC on the day under 0.35 (inverted labels)."
+        " WARN: categories outside the champion's training vocabulary, a label rate more than"
+        " 0.10 outside the trailing 28 days' range of daily rates, a feature's PSI against the"
+        " champion's training distribution more than 0.2 above its training days' own.",
     )
     def cleaned_features_expectations(
         context: AssetCheckExecutionContext, task: TaskSource, storage: FlywheelStorage
@@ -167,10 +182,10 @@ def build_data_checks(
         """Great Expectations on each day of cleaned_features, one validation for the whole run."""
         store = storage.verdicts()
         features = storage.partitions("cleaned_features")
-        vocabularies = champion_vocabularies(storage.registry())
+        champion = Champion.load(storage.registry())  # once per run: torch only if one exists
         verdicts = check_feature_days(
-            task.spec(), features, store, partition_days(context), vocabularies,
-            run_id=context.run.run_id,
+            task.spec(), features, store, partition_days(context),
+            run_id=context.run.run_id, champion=champion,
         )  # fmt: skip
         yield from _report(context, verdicts, store)
 

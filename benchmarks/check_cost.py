@@ -36,9 +36,9 @@ from benchmarks._common import (
     spread,
     write_results,
 )
+from definitions import Settings, build_defs
 from pipeline.checks.verdicts import VerdictStore, check_feature_days, check_raw_days
 from pipeline.data.storage import PartitionStore
-from definitions import Settings, build_defs
 from pipeline.task import load_task
 from resources import FlywheelStorage, JsonIOManager, TaskSource
 

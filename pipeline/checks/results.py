@@ -43,6 +43,8 @@ class DayVerdict:
     day: dt.date
     rows: int
     results: list[Outcome]
+    # numbers for plots over partitions (cleaned_features: label_rate, max_psi); None: undefined
+    metrics: dict[str, float | None] = field(default_factory=dict)
 
     def failures(self, severity: str | None = None) -> list[Outcome]:
         return [
@@ -80,12 +82,14 @@ class DayVerdict:
             "rows": self.rows,
             "blocking_failed": self.blocking_failed,
             "results": [r.to_dict() for r in self.results],
+            "metrics": plain(self.metrics),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DayVerdict:
         results = [Outcome(**r) for r in data["results"]]
-        return cls(data["asset"], dt.date.fromisoformat(data["day"]), data["rows"], results)
+        day = dt.date.fromisoformat(data["day"])
+        return cls(data["asset"], day, data["rows"], results, data.get("metrics") or {})
 
 
 def plain(value: Any) -> Any:

@@ -27,6 +27,15 @@ from pipeline.checks.engine import (
     validate_days,
 )
 from pipeline.checks.results import ERROR, SAMPLE_SIZE, WARN, DayVerdict, outcome
+from pipeline.checks.shift import (
+    Champion,
+    LabelCounts,
+    champion_findings,
+    drift_outcome,
+    label_counts,
+    label_outcomes,
+    label_values,
+)
 from pipeline.data.cleaning import QUARANTINE_REASON
 from pipeline.data.timestamps import parse_timestamps
 from pipeline.task import LABEL_COLUMN, TaskSpec
@@ -174,11 +183,23 @@ def validate_features(
     vocabularies: Mapping[str, list[str]] | None = None,
     max_quarantine_fraction: float = MAX_QUARANTINE_FRACTION,
     asset: str = "cleaned_features",
+    history: Mapping[dt.date, LabelCounts] | None = None,
+    champion: Champion | None = None,
 ) -> dict[dt.date, DayVerdict]:
     """Checks cleaned rows and the share of each day's raw rows that went to quarantine
-    (``quarantines``: each day's quarantine reasons, one per quarantined row)."""
+    (``quarantines``: each day's quarantine reasons, one per quarantined row), the label shift
+    against the trailing days (``history``: labelled rows and positives of stored days before
+    the run's; the run's own days count too) and the champion, and the drift of each feature
+    from the champion's training distribution (:mod:`pipeline.checks.shift`). The champion's
+    vocabularies are used where ``vocabularies`` is not given."""
+    if vocabularies is None and champion is not None:
+        vocabularies = champion.vocabularies
     columns = [spec.timestamp, LABEL_COLUMN, *spec.model_categorical, *spec.model_numeric]
     found = validate_days(frames, columns, lambda s: feature_rules(spec, s, vocabularies))
+    counts = {**(history or {}), **{d: label_counts(label_values(f)) for d, f in frames.items()}}
+    shift = champion_findings(spec, frames, champion)
+    version = champion.version if champion else None
+    typical = champion.preprocessor.typical_day_psi if champion else {}
     verdicts = {}
     for day, frame in frames.items():
         reasons = quarantines.get(day, [])
@@ -194,5 +215,12 @@ def validate_features(
                      observed_value=round(q / total, 4) if total else 0.0, element_count=total,
                      unexpected_count=q, sample_unexpected=list(reasons[:SAMPLE_SIZE])),
         ]  # fmt: skip
-        verdicts[day] = DayVerdict(asset, day, len(frame), [*found[day], *computed])
+        psi = shift.psi.get(day, {})
+        computed += label_outcomes(day, counts, shift.auc.get(day), version,
+                                   shift.auc_note.get(day))  # fmt: skip
+        computed.append(drift_outcome(psi, typical, len(frame), shift.psi_note.get(day)))
+        n, pos = counts[day]
+        finite = [v for v in psi.values() if np.isfinite(v)]
+        metrics = {"label_rate": pos / n if n else None, "max_psi": max(finite, default=None)}
+        verdicts[day] = DayVerdict(asset, day, len(frame), [*found[day], *computed], metrics)
     return verdicts

@@ -19,6 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.checks.results import ERROR, SAMPLE_SIZE, WARN, DayVerdict, Outcome, outcome
+from pipeline.checks.shift import (
+    TRAILING_LABEL_DAYS,
+    Champion,
+    LabelCounts,
+    label_counts,
+    label_values,
+)
 from pipeline.checks.suites import (
     MAX_QUARANTINE_FRACTION,
     ROW_COUNT_FACTOR,
@@ -29,7 +36,7 @@ from pipeline.checks.suites import (
 )
 from pipeline.data.cleaning import QUARANTINE_REASON
 from pipeline.data.storage import PartitionStore, write_json_atomic
-from pipeline.task import TaskSpec
+from pipeline.task import LABEL_COLUMN, TaskSpec
 
 
 class VerdictStore:
@@ -136,6 +143,26 @@ def check_raw_days(
     return out
 
 
+def trailing_label_counts(
+    features: PartitionStore, days: list[dt.date], back: int = TRAILING_LABEL_DAYS
+) -> dict[dt.date, LabelCounts]:
+    """Labelled rows and positives of the stored days in the ``back`` days before the first of
+    ``days`` and between them (not ``days`` themselves): only the label column is read."""
+    if not days:
+        return {}
+    run = set(days)
+    first, last = min(days), max(days)
+    out = {}
+    for k in range((last - first).days + back + 1):
+        day = first - dt.timedelta(days=back) + dt.timedelta(days=k)
+        if day in run or day >= last or not features.exists(day):
+            continue
+        table = _read_columns(features.path(day), [LABEL_COLUMN])
+        if LABEL_COLUMN in table.column_names:
+            out[day] = label_counts(label_values(table))
+    return out
+
+
 def check_feature_days(
     spec: TaskSpec,
     features: PartitionStore,
@@ -144,11 +171,15 @@ def check_feature_days(
     vocabularies: Mapping[str, list[str]] | None = None,
     max_quarantine_fraction: float = MAX_QUARANTINE_FRACTION,
     run_id: str | None = None,
+    champion: Champion | None = None,
 ) -> list[DayVerdict]:
-    """Checks the stored cleaned_features of ``days`` and records each day's verdict."""
+    """Checks the stored cleaned_features of ``days`` and records each day's verdict; with the
+    ``champion`` (:meth:`Champion.load`), its vocabularies, AUC and training distribution."""
     frames = {day: pq.ParquetFile(features.path(day)).read() for day in days}
     quarantines = {day: quarantine_reasons(features.quarantine_path(day)) for day in days}
-    found = validate_features(spec, frames, quarantines, vocabularies, max_quarantine_fraction)
+    history = trailing_label_counts(features, days)
+    found = validate_features(spec, frames, quarantines, vocabularies, max_quarantine_fraction,
+                              history=history, champion=champion)  # fmt: skip
     for day in days:
         verdicts.write(found[day], run_id)
     return [found[day] for day in days]

@@ -1,7 +1,9 @@
 """Turning cleaned rows into model tensors, with statistics fitted on the training days only.
 
 The fitted state (vocabularies, means, scales) is plain JSON that travels inside the model
-version, so that serving computes exactly what training computed.
+version, so that serving computes exactly what training computed. It also keeps the training
+distribution of each feature (numeric deciles and the share of rows in each decile bin; each
+category's share), which the data checks compare each new day against (population stability).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 from pipeline.task import TaskSpec
 
 OOV_INDEX = 0  # index 0 of every vocabulary: unseen, rare or missing values
+DECILES = tuple(k / 10 for k in range(1, 10))  # the 9 cut points of the training distribution
 
 
 @dataclass
@@ -30,12 +33,22 @@ class Preprocessor:
     means: dict[str, float] = field(default_factory=dict)
     scales: dict[str, float] = field(default_factory=dict)
     min_count: int = 2
+    # The training distribution, for drift checks (absent from versions saved before them):
+    deciles: dict[str, list[float]] = field(default_factory=dict)  # numeric: the 9 cut points
+    # numeric: the share of training rows in each of the 10 decile bins, then the missing share
+    decile_shares: dict[str, list[float]] = field(default_factory=dict)
+    # categorical: the out-of-vocabulary share (OOV_INDEX), then each vocabulary value's share
+    category_shares: dict[str, list[float]] = field(default_factory=dict)
+    # the largest PSI of one training day against all training rows, per feature
+    typical_day_psi: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def for_task(cls, spec: TaskSpec, min_count: int = 2) -> Preprocessor:
         return cls(list(spec.model_categorical), list(spec.model_numeric), min_count=min_count)
 
     def fit(self, frame: pd.DataFrame) -> Preprocessor:
+        from pipeline.checks.drift import decile_bins, typical_day_psi  # numpy only
+
         if frame.empty:
             raise ValueError("cannot fit preprocessing on zero rows")
         for col in self.categorical:
@@ -43,13 +56,24 @@ class Preprocessor:
             kept = counts[counts >= self.min_count]
             # Sorted by value, not count, so that equal data give equal vocabularies.
             self.vocabularies[col] = sorted(kept.index.tolist())
+            # Coded as transform codes them: OOV_INDEX (unseen, rare, missing), then the values.
+            vocab = pd.Index(self.vocabularies[col])
+            codes = vocab.get_indexer(frame[col].astype(object).where(frame[col].notna(), None))
+            shares = np.bincount(codes + 1, minlength=len(vocab) + 1) / len(frame)
+            self.category_shares[col] = shares.tolist()
         for col in self.numeric:
             values = frame[col].to_numpy(dtype="float64")
-            values = values[np.isfinite(values)]
+            finite = values[np.isfinite(values)]
+            cuts = np.quantile(finite, DECILES) if finite.size else np.zeros(0)
+            bins = decile_bins(values, cuts)  # 10 bins over the cuts, then the missing values
+            self.deciles[col] = cuts.tolist()
+            self.decile_shares[col] = (np.bincount(bins, minlength=11) / len(frame)).tolist()
+            values = finite
             mean = float(values.mean()) if values.size else 0.0
             scale = float(values.std()) if values.size else 1.0
             self.means[col] = mean
             self.scales[col] = scale if scale > 1e-12 else 1.0
+        self.typical_day_psi = typical_day_psi(self, frame)
         return self
 
     @property
@@ -97,8 +121,14 @@ class Preprocessor:
             "means": self.means,
             "scales": self.scales,
             "min_count": self.min_count,
+            "deciles": self.deciles,
+            "decile_shares": self.decile_shares,
+            "category_shares": self.category_shares,
+            "typical_day_psi": self.typical_day_psi,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        """The state :meth:`to_dict` wrote; one saved before the training distribution was kept
+        loads with none (the drift checks then skip the version)."""
         return cls(**data)

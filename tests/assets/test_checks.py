@@ -71,7 +71,13 @@ def _run(home: Path, task: Path, assets, days, config=None, selection=None):
 
 
 def _train_config(**extra):
-    return {"ops": {"trained_model": {"config": {**TRAIN_CONFIG, **extra}}}}
+    """Small training; the 3 holdout days hold 360 rows, so the gate's minimum is lowered."""
+    return {
+        "ops": {
+            "trained_model": {"config": {**TRAIN_CONFIG, **extra}},
+            "deployed_model": {"config": {"min_holdout_rows": 100}},
+        }
+    }
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +89,7 @@ def seeded(tmp_path_factory) -> Path:
     assert _run(root / "home", task, DATA_ASSETS, all_days).success
     result = _run(root / "home", task, TRAIN_ASSETS, None, _train_config())
     assert result.success
+    assert ModelRegistry(root / "home" / "models").champion() is not None  # the checks' champion
     return root
 
 
@@ -294,3 +301,23 @@ def test_the_run_log_names_the_first_failed_days_and_counts_the_rest(tmp_path):
     (line,) = logged
     assert f"failed on {len(days)} day(s)" in line and "... and 2 more day(s)" in line
     assert days[LOGGED_DAYS - 1].isoformat() in line and days[-1].isoformat() not in line
+
+
+def test_label_rate_and_max_psi_are_float_metadata_on_every_day(env):
+    from dagster import FloatMetadataValue
+
+    home, task, _ = env
+    result = _run(home, task, DATA_ASSETS, RUN_DAYS)
+    assert result.success
+    evaluations = _evaluations(result, FEATURES)
+    assert sorted(evaluations) == [d.isoformat() for d in RUN_DAYS]
+    for day, evaluation in evaluations.items():
+        for key in ("label_rate", "max_psi"):
+            assert isinstance(evaluation.metadata[key], FloatMetadataValue), (day, key)
+        verdict = json.loads((home / "checks" / "cleaned_features" / f"{day}.json").read_text())
+        assert 0 < evaluation.metadata["label_rate"].value < 1
+        assert evaluation.metadata["label_rate"].value == pytest.approx(
+            verdict["metrics"]["label_rate"]
+        )
+        rules = {r["rule"] for r in verdict["results"]}
+        assert any(r.startswith("label holds both classes") for r in rules)
