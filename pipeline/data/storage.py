@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,8 +32,39 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
     """Writes ``frame`` to ``path`` as Parquet, atomically."""
+    data = _empty_parquet_bytes(frame)
+    if data is not None:  # e.g. a day's quarantine file, empty on most days
+        return replace_atomically(path, lambda tmp: tmp.write_bytes(data))
     table = pa.Table.from_pandas(frame, preserve_index=False)
     return replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
+
+
+# The Parquet file of a frame without rows depends only on its columns and their dtypes: made
+# once per layout (``Table.from_pandas`` costs a millisecond even without rows), then reused.
+_EMPTY_FILES: dict[tuple[object, ...], bytes] = {}
+_SIMPLE_DTYPES = (np.dtype, pd.DatetimeTZDtype, pd.StringDtype)
+
+
+def _empty_parquet_bytes(frame: pd.DataFrame) -> bytes | None:
+    """The bytes ``pq.write_table`` writes for ``frame`` if it has no rows and only plain
+    columns (string names, numpy, tz-aware or string dtypes); else None."""
+    if len(frame) or frame.attrs or type(frame.index) is not pd.RangeIndex:
+        return None
+    columns = frame.columns
+    if type(columns) is not pd.Index or columns.name is not None or not columns.is_unique:
+        return None
+    if not all(type(c) is str for c in columns):
+        return None
+    dtypes = tuple(frame.dtypes)
+    if not all(isinstance(d, _SIMPLE_DTYPES) for d in dtypes):
+        return None
+    key = (str(columns.dtype), tuple(columns), tuple(repr(d) for d in dtypes))
+    data = _EMPTY_FILES.get(key)
+    if data is None:
+        buffer = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+        data = _EMPTY_FILES[key] = buffer.getvalue().to_pybytes()
+    return data
 
 
 def write_json_atomic(path: Path, data: Any, **dumps: Any) -> Path:

@@ -198,3 +198,74 @@ def test_write_parquet_atomic_drops_the_index(tmp_path):
     write_parquet_atomic(frame, tmp_path / "f.parquet")
     back = pd.read_parquet(tmp_path / "f.parquet")
     assert list(back.index) == [0, 1] and list(back.columns) == ["x", "s"]
+
+
+def _written_by_pyarrow(frame: pd.DataFrame, path) -> bytes:
+    """What ``pq.write_table`` of the frame, as pyarrow converts it, writes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return path.read_bytes()
+
+
+EMPTY_LAYOUTS = {
+    "numbers": pd.DataFrame({"i": pd.Series(dtype="int64"), "f": pd.Series(dtype="float64")}),
+    "reasons": pd.DataFrame({"x": pd.Series(dtype="int64"), "why": pd.Series(dtype=object)}),
+    "strings": pd.DataFrame({"s": pd.Series(dtype="str"), "b": pd.Series(dtype=bool)}),
+    "utc": pd.DataFrame(
+        {"t": pd.Series(dtype="datetime64[us, UTC]"), "n": pd.Series(dtype="int8")}
+    ),
+    "no columns": pd.DataFrame(),
+}
+
+
+@pytest.mark.parametrize("name", list(EMPTY_LAYOUTS))
+def test_an_empty_frame_is_written_as_pyarrow_writes_it(tmp_path, name):
+    # Frames without rows reuse the file made once per layout: byte for byte pyarrow's file,
+    # every time, and it reads back as pyarrow's does.
+    frame = EMPTY_LAYOUTS[name]
+    expected = _written_by_pyarrow(frame, tmp_path / "expected.parquet")
+    for i in range(2):
+        write_parquet_atomic(frame, tmp_path / f"{i}.parquet")
+        assert (tmp_path / f"{i}.parquet").read_bytes() == expected
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / f"{i}.parquet"),
+            pd.read_parquet(tmp_path / "expected.parquet"),
+        )
+
+
+def test_empty_frames_of_other_layouts_get_their_own_file(tmp_path):
+    write_parquet_atomic(pd.DataFrame({"x": pd.Series(dtype="int64")}), tmp_path / "a.parquet")
+    write_parquet_atomic(pd.DataFrame({"x": pd.Series(dtype="float64")}), tmp_path / "b.parquet")
+    write_parquet_atomic(pd.DataFrame({"y": pd.Series(dtype="float64")}), tmp_path / "c.parquet")
+    assert str(pd.read_parquet(tmp_path / "a.parquet")["x"].dtype) == "int64"
+    assert str(pd.read_parquet(tmp_path / "b.parquet")["x"].dtype) == "float64"
+    assert list(pd.read_parquet(tmp_path / "c.parquet").columns) == ["y"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pd.DataFrame({"c": pd.Series(dtype="category")}),  # categories in the file's metadata
+        pd.DataFrame({1: pd.Series(dtype="int64")}),  # a column name that is not a string
+        pd.DataFrame({"x": pd.Series(dtype="int64")}).rename_axis(columns="named"),
+    ],
+    ids=["categorical", "int name", "named columns"],
+)
+def test_other_empty_frames_are_converted_as_before(tmp_path, frame):
+    write_parquet_atomic(frame, tmp_path / "f.parquet")
+    assert (tmp_path / "f.parquet").read_bytes() == _written_by_pyarrow(
+        frame, tmp_path / "expected.parquet"
+    )
+
+
+def test_an_empty_quarantine_file_after_a_full_one_is_empty(tmp_path):
+    store = PartitionStore(tmp_path)
+    bad = pd.DataFrame({"x": [5, 6], "quarantine_reason": ["too big", "too big"]})
+    store.write(D[0], _frame(1), bad)
+    store.write(D[1], _frame(1), bad.iloc[0:0])
+    store.write(D[0], _frame(1), bad.iloc[0:0])
+    for day in D[:2]:
+        back = pd.read_parquet(store.quarantine_path(day))
+        assert len(back) == 0 and list(back.columns) == ["x", "quarantine_reason"]
