@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.cleaning import clean_day
-from pipeline.data.lagged import HistoryPiece, lag_key_columns, lag_tables
+from pipeline.data.lagged import history_of, lag_tables
 from pipeline.data.sources import Source
 from pipeline.data.storage import CachedReader, PartitionStore, write_parquet_atomic
 from pipeline.gate import SCORES_FILE
@@ -110,16 +110,6 @@ class FeatureDay:
     quarantine_path: Path
 
 
-def _layout(frame: pd.DataFrame, spec: TaskSpec) -> tuple[object, ...] | None:
-    """The dtypes of the columns that the lagged rates read, or None if the frame lacks one of
-    the task's raw columns."""
-    if any(c not in frame.columns for c in spec.raw_columns):
-        return None
-    return tuple(
-        frame[c].dtype for c in (spec.timestamp, spec.label.column, *lag_key_columns(spec))
-    )
-
-
 def build_features_day(
     spec: TaskSpec,
     raw: PartitionStore,
@@ -148,18 +138,7 @@ def build_features_day(
             f"partition {day}: cannot read its raw_data history {lag_days[0]}..{lag_days[-1]}"
             f" under {raw.root}: {err}"
         ) from err
-    found = [(d, f) for d, f in found if len(f)]
-    history: pd.DataFrame | list[HistoryPiece]
-    # Days with the task's columns, of one dtype each, can be used one by one with the same
-    # result as their concatenation: then each day's labels and keys are computed once per run.
-    layouts = {
-        reader.memo(d, f"layout for {spec.name}", lambda f: _layout(f, spec)) for d, _ in found
-    }
-    if None not in layouts and len(layouts) <= 1:
-        name = f"lagged history of {spec.name}"
-        history = [reader.memo(d, name, lambda f: HistoryPiece.of(f, spec)) for d, _ in found]
-    else:  # days that disagree on a column: as one frame, as pd.concat makes it
-        history = pd.concat([f for _, f in found], ignore_index=True) if found else pd.DataFrame()
+    history = history_of(spec, reader, found)
     result = clean_day(today, day, spec, history)
     features.write(day, result.features, result.quarantine)
     rows = len(result.features)
@@ -267,22 +246,12 @@ def train_version(
         as_of = window.holdout_days[-1] + dt.timedelta(days=1)
         documents = {"serving.json": {"task": spec.to_mapping(), **lag_tables(spec, raw, as_of)}}
     version = registry.save_version(outcome.module, outcome.preprocessor, training, documents)
+    shown = ("rows", "val_rows", "feedback_rows", "epochs_run", "best_val_loss", "threshold",
+             "parameter_count", "seconds", "train_days_missing", "days_left_out")  # fmt: skip
     return TrainedVersion(
-        version=version,
-        path=registry.path(version),
-        window=window,
-        rows=len(frame),
-        val_rows=outcome.val_rows,
-        feedback_rows=training["feedback_rows"],
-        epochs_run=outcome.epochs_run,
-        best_val_loss=outcome.best_val_loss,
-        threshold=outcome.threshold,
-        parameter_count=outcome.parameter_count,
-        seconds=training["seconds"],
-        train_days_missing=training["train_days_missing"],
-        days_left_out=left_out,
+        version, registry.path(version), window, **{k: training[k] for k in shown},
         training=training,
-    )
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.labels import compute_labels
-from pipeline.data.storage import PartitionStore
+from pipeline.data.storage import CachedReader, PartitionStore
 from pipeline.data.timestamps import parse_timestamps
 from pipeline.task import LaggedRate, TaskSpec
 
@@ -121,6 +121,36 @@ class HistoryPiece:
 def history_pieces(history: pd.DataFrame, spec: TaskSpec) -> list[HistoryPiece]:
     """``history`` (raw rows of earlier days) as pieces for :func:`lagged_rate_values`."""
     return [HistoryPiece.of(history, spec)] if len(history) else []
+
+
+def _layout(frame: pd.DataFrame, spec: TaskSpec) -> tuple[object, ...] | None:
+    """The dtypes of the columns that the lagged rates read, or None if the frame lacks one of
+    the task's raw columns."""
+    if any(c not in frame.columns for c in spec.raw_columns):
+        return None
+    return tuple(
+        frame[c].dtype for c in (spec.timestamp, spec.label.column, *lag_key_columns(spec))
+    )
+
+
+def history_of(
+    spec: TaskSpec, reader: CachedReader, found: list[tuple[dt.date, pd.DataFrame]]
+) -> pd.DataFrame | list[HistoryPiece]:
+    """The lagged rates' history of a day, from the earlier raw days ``found`` (day, frame).
+
+    Days with the task's columns, of one dtype each, can be used one by one with the same result
+    as their concatenation: then each day's labels and keys are computed once per run (kept by
+    the ``reader`` beside the day). Days that disagree on a column come back as one frame, as
+    ``pd.concat`` makes it.
+    """
+    found = [(d, f) for d, f in found if len(f)]
+    layouts = {
+        reader.memo(d, f"layout for {spec.name}", lambda f: _layout(f, spec)) for d, _ in found
+    }
+    if None not in layouts and len(layouts) <= 1:
+        name = f"lagged history of {spec.name}"
+        return [reader.memo(d, name, lambda f: HistoryPiece.of(f, spec)) for d, _ in found]
+    return pd.concat([f for _, f in found], ignore_index=True) if found else pd.DataFrame()
 
 
 def _group_codes(columns: Sequence[np.ndarray]) -> np.ndarray:
