@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.feedback.store import FeedbackError, SchemaError
+from pipeline.feedback.records import FeedbackError, SchemaError
 from pipeline.home import DEFAULT_HOME, FlywheelHome
 from pipeline.model.registry import ModelRegistry, ModelVersionError
 
@@ -117,7 +117,7 @@ def cmd_feedback_upgrade(args: argparse.Namespace) -> int:
 def cmd_feedback_import(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.feedback.store import read_feedback_file
+    from pipeline.feedback.records import read_feedback_file
 
     path = Path(args.file)
     frame = read_feedback_file(path)

@@ -7,6 +7,7 @@ serving app writes while Dagster reads), or PostgreSQL for several machines. Two
 * ``feedback``: an increasing id, the prediction's id, label 0 or 1, source, time. The pair
   (prediction id, source) is unique, so the same feedback sent twice is stored once.
 
+What one piece of feedback must be, and the errors, are in :mod:`pipeline.feedback.records`.
 The schema is created or upgraded explicitly (:meth:`FeedbackStore.upgrade`); every query is
 parameterized. Feedback ids are handed out in commit order (SQLite has one writer; on
 PostgreSQL an insert locks the table for its short transaction), so a reader that has seen id
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,8 +28,16 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.feedback.records import (
+    MAX_SOURCE_LENGTH,
+    ConflictingFeedback,
+    FeedbackError,
+    SchemaError,
+    UnknownPrediction,
+    validate_feedback,
+)
+
 SCHEMA_VERSION = 1
-MAX_SOURCE_LENGTH = 100
 
 metadata = sa.MetaData()
 schema_info = sa.Table(
@@ -62,27 +70,6 @@ feedback = sa.Table(
     sa.CheckConstraint("label IN (0, 1)", name="ck_feedback_label"),
 )
 sa.Index("ix_feedback_created_at", feedback.c.created_at)
-
-
-class FeedbackError(ValueError):
-    """Feedback that cannot be stored; ``field`` names the offending field."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-class UnknownPrediction(FeedbackError):
-    """Feedback for a prediction id that the store has never logged."""
-
-
-class ConflictingFeedback(FeedbackError):
-    """The same source already gave a different label for this prediction."""
-
-
-class SchemaError(RuntimeError):
-    """The database's schema is missing or newer than this code; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -133,28 +120,6 @@ def make_engine(url: str) -> Engine:
         cur.close()
 
     return engine
-
-
-def validate_feedback(item: Any) -> tuple[str, int, str]:
-    """``(prediction_id, label, source)`` from a mapping, or FeedbackError naming the field."""
-    if not isinstance(item, dict):
-        raise FeedbackError("body", "feedback must be an object")
-    pid = item.get("prediction_id")
-    if pid is None or (isinstance(pid, float) and math.isnan(pid)) or pid == "":
-        raise FeedbackError("prediction_id", "field required")
-    if not isinstance(pid, str) or len(pid) > 32:
-        raise FeedbackError("prediction_id", "must be a prediction id string")
-    label = item.get("label")
-    if isinstance(label, float) and label in (0.0, 1.0):
-        label = int(label)
-    if isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1):
-        raise FeedbackError("label", "must be 0 or 1")
-    source = item.get("source", "api")
-    if source is None or (isinstance(source, float) and math.isnan(source)):
-        source = "api"
-    if not isinstance(source, str) or not source or len(source) > MAX_SOURCE_LENGTH:
-        raise FeedbackError("source", f"must be a non-empty string of at most {MAX_SOURCE_LENGTH}")
-    return pid, label, source
 
 
 class FeedbackStore:
@@ -366,13 +331,3 @@ class FeedbackStore:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def read_feedback_file(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file of feedback rows (prediction_id, label, source)."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path, dtype={"prediction_id": str, "source": str})
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise FeedbackError("file", f"{path} is neither .csv nor .parquet")

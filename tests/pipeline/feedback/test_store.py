@@ -10,14 +10,13 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline import cli
-from pipeline.feedback.store import (
-    SCHEMA_VERSION,
+from pipeline.feedback.records import (
     ConflictingFeedback,
     FeedbackError,
-    FeedbackStore,
     SchemaError,
     UnknownPrediction,
 )
+from pipeline.feedback.store import SCHEMA_VERSION, FeedbackStore
 from pipeline.home import FlywheelHome
 
 
