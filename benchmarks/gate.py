@@ -164,7 +164,6 @@ def main() -> int:
           f" {decision_s['median']:.3f} s ({decision_s['min']:.3f}-{decision_s['max']:.3f});"
           f" its bootstrap alone {compare_s['median']:.3f} s; the loop with scikit-learn:"
           f" {loop_s['median']:.2f} s ({loop_s['min']:.2f}-{loop_s['max']:.2f})")  # fmt: skip
-    print("\nhow often the gate promotes (P) out of the seeds:")
     rows = [
         {
             "measure": f"gate decision, {len(y)} holdout rows, {policy.resamples} resamples (s)",
@@ -172,7 +171,7 @@ def main() -> int:
             "B": f"{loop_s['median']:.2f}",
             "ratio": f"{loop_s['median'] / decision_s['median']:.0f}x faster",
             "goal": "A <= 1 s",
-            "met": "yes" if decision_s["median"] <= 1.0 else "NO",
+            "met": "yes" if decision_s["median"] <= 1.0 else "no",
         }
     ]
     for case in CASES:
@@ -182,12 +181,12 @@ def main() -> int:
         rows.append({
             "measure": f"promoted: {case}", "A": f"{k}/{n}", "B": "-", "ratio": "-",
             "goal": f"{goal_k[0]}..{goal_k[1]} of {n}",
-            "met": "yes" if goal_k[0] <= k <= goal_k[1] else "NO",
+            "met": "yes" if goal_k[0] <= k <= goal_k[1] else "no",
         })  # fmt: skip
-    print("A: Flywheel's gate; B: the same bootstrap as a loop with scikit-learn")
-    print_table(rows)
     for case in CASES:
-        print(f"\n{case}: {statistics.mode(reasons[case]) if reasons[case] else ''}")
+        print(f"{case}, the most common reason: {statistics.mode(reasons[case])}")
+    print("\nA: Flywheel's gate; B: the same bootstrap as a loop with scikit-learn")
+    print_table(rows)
     path = write_results(
         args.results_dir,
         "gate",
@@ -204,7 +203,7 @@ def main() -> int:
             "table": rows,
         },
     )
-    print(f"results: {path}")
+    print(f"results: {path}", file=sys.stderr)
     return 0
 
 
