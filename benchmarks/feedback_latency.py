@@ -102,7 +102,7 @@ def main() -> int:
     run_config = {
         "ops": {
             "trained_model": {"config": train},
-            "deployed_model": {"config": {"min_auc_gain": -1.0}},  # every round promotes
+            "deployed_model": {"config": {"force": True}},  # every round promotes (recorded)
         }
     }
     results = []

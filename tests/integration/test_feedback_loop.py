@@ -22,8 +22,9 @@ RUN_CONFIG = {
         "trained_model": {
             "config": {"epochs": 2, "window_days": 10, "holdout_days": 3, "batch_size": 256}
         },
-        # Any challenger above the prior baseline is promoted, so that the test sees a swap.
-        "deployed_model": {"config": {"min_auc_gain": -1.0}},
+        # Every challenger is promoted (forced, and recorded as such), so that the test sees a
+        # swap: the loop is under test here, the gate in tests/pipeline/test_gate.py.
+        "deployed_model": {"config": {"force": True}},
     }
 }
 
