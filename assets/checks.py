@@ -31,7 +31,6 @@ from assets.partitions import partition_days
 from pipeline.checks.results import ERROR, WARN, DayVerdict
 from pipeline.checks.shift import Champion
 from pipeline.checks.verdicts import VerdictStore, check_feature_days, check_raw_days
-from pipeline.model.registry import ModelRegistry
 from resources import FlywheelStorage, TaskSource
 
 SEVERITY = {ERROR: AssetCheckSeverity.ERROR, WARN: AssetCheckSeverity.WARN}
@@ -126,14 +125,6 @@ def _report(
     if not single:
         assets_def = context.op_execution_context.assets_def
         yield Output(None, output_name=assets_def.get_output_name_for_asset_check_key(spec.key))
-
-
-def champion_vocabularies(registry: ModelRegistry) -> dict[str, list[str]] | None:
-    """The champion's training vocabularies (categorical column to known values), if any."""
-    champion = registry.champion()
-    if champion is None:
-        return None
-    return registry.read_json(champion, "preprocessing.json")["vocabularies"]
 
 
 def build_data_checks(
