@@ -1,6 +1,6 @@
 """Lightning fit vs a plain PyTorch loop: what does Lightning cost around the same training?
 
-Side A is the real training path, ``pipeline.training.fit_module`` (the Trainer of
+Side A is the real training path, ``pipeline.model.training.fit_module`` (the Trainer of
 ``make_trainer``, the FlywheelModule, the FlywheelDataModule and the best-weights and
 early-stopping callbacks). Side B is a plain loop over the very same network: same initial
 weights, same TensorBatches (same order, same seed), same AdamW, same loss, the same validation
