@@ -7,8 +7,7 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
-from dagster import DagsterRunStatus, build_sensor_context, instance_for_test
-from dagster._core.test_utils import create_run_for_test
+from dagster import DagsterRun, DagsterRunStatus, build_sensor_context, instance_for_test
 
 from assets.jobs import feedback_job
 from assets.sensors import (
@@ -93,7 +92,7 @@ def test_pending_run(instance, store, status, expect_key):
     add_feedback(store, 10)
     first = tick(instance, store)
     key = first.run_requests[0].run_key
-    create_run_for_test(instance, job_name="feedback_job", status=status, tags={RUN_KEY_TAG: key})
+    instance.add_run(DagsterRun(job_name="feedback_job", status=status, tags={RUN_KEY_TAG: key}))
     add_feedback(store, 5)  # arrives during the run
     result = tick(instance, store, cursor=first.cursor)
     keys = [r.run_key for r in result.run_requests]
