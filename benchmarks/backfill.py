@@ -320,7 +320,7 @@ def main() -> int:
         s = work_stats[key]
         return f"{s['median']:.1f} s ({s['min']:.1f}-{s['max']:.1f})"
 
-    skipped = {"A": "skipped (--quick)", "B": "", "ratio": "", "met": ""}
+    skipped = {"A": "skipped", "B": "", "ratio": "", "met": ""}
     rows = [
         {"measure": f"(1) Flywheel, {args.days} days, one run via CLI", "A": cell("flywheel"),
          "B": "", "ratio": "", "goal": "A <= 60 s" if args.days == 365 else "(365 days: 60 s)",
