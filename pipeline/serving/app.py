@@ -11,13 +11,13 @@ import hmac
 import json
 from typing import Any
 
-from pipeline.feedback.store import (
+from pipeline.feedback.records import (
     ConflictingFeedback,
     FeedbackError,
-    FeedbackStore,
     UnknownPrediction,
     validate_feedback,
 )
+from pipeline.feedback.store import FeedbackStore
 from pipeline.model.registry import ModelRegistry
 from pipeline.serving.features import RecordError
 from pipeline.serving.watcher import ChampionWatcher, ServedModel
