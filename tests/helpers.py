@@ -120,6 +120,15 @@ def graph_assets() -> dict:
     return out
 
 
+def scored(n: int = 3000, seed: int = 0, signal: float = 1.0):
+    """Labels (a quarter positive) and one model's scores with ``signal``, and the generator, for
+    the gate's statistics on hand-made scores."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.25).astype(float)
+    a = 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(0, 1.5, n))))
+    return y, a, rng
+
+
 SERVE_DAY = CHURN_START + dt.timedelta(days=17)  # the day after the first version's holdout
 
 

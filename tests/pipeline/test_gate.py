@@ -17,15 +17,9 @@ from pipeline.model.params import TrainParams
 from pipeline.model.registry import ModelRegistry
 from pipeline.steps import build_features_day, evaluate_version, ingest_day, train_version
 from pipeline.task import load_task
+from tests.helpers import scored
 
 POLICY = GatePolicy()
-
-
-def scored(n: int = 3000, seed: int = 0, signal: float = 1.0):
-    rng = np.random.default_rng(seed)
-    y = (rng.random(n) < 0.25).astype(float)
-    a = 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(0, 1.5, n))))
-    return y, a, rng
 
 
 # -- the statistics ------------------------------------------------------------------------------

@@ -6,15 +6,9 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from pipeline.gate import GatePolicy
 from pipeline.model.comparison import compare, slice_table
+from tests.helpers import scored
 
 POLICY = GatePolicy()
-
-
-def scored(n: int = 3000, seed: int = 0, signal: float = 1.0):
-    rng = np.random.default_rng(seed)
-    y = (rng.random(n) < 0.25).astype(float)
-    a = 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(0, 1.5, n))))
-    return y, a, rng
 
 
 def test_point_differences_are_the_metrics_differences():
