@@ -4,6 +4,7 @@ default partitions, and a home with data and a champion for serving tests."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -181,6 +182,23 @@ class Server:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def served_app(registry: ModelRegistry, root: Path, token: str | None = None):
+    """The serving app on a free loopback port, with a fresh feedback store under ``root``:
+    yields ``(store, url)``; the server stops and the store closes on exit."""
+    from pipeline.feedback.store import FeedbackStore
+    from pipeline.home import FlywheelHome
+    from pipeline.serving.app import create_app
+
+    store = FeedbackStore(FlywheelHome.at(root).feedback_url)
+    store.upgrade()
+    try:
+        with Server(create_app(registry, store, api_token=token, poll_seconds=0.1)) as server:
+            yield store, server.url
+    finally:
+        store.close()
 
 
 def serve_rows(spec, home_dir: Path) -> list[dict]:

@@ -11,11 +11,9 @@ import yaml
 
 from pipeline.data.storage import PartitionStore
 from pipeline.feedback.simulate import recent_rows, simulate
-from pipeline.feedback.store import FeedbackStore
 from pipeline.home import FlywheelHome
-from pipeline.serving.app import create_app
 from pipeline.task import load_task, parse_task
-from tests.helpers import CHURN_START, CHURN_TASK, Server, build_home, make_churn_frame
+from tests.helpers import CHURN_START, CHURN_TASK, build_home, make_churn_frame, served_app
 
 TOKEN = "s3cret"
 
@@ -28,11 +26,8 @@ def home(tmp_path_factory):
 @pytest.fixture
 def served(home, tmp_path):
     spec, home_dir, registry = home
-    store = FeedbackStore(FlywheelHome.at(tmp_path).feedback_url)
-    store.upgrade()
-    with Server(create_app(registry, store, api_token=TOKEN, poll_seconds=0.1)) as server:
-        yield spec, home_dir, registry, store, server.url
-    store.close()
+    with served_app(registry, tmp_path, TOKEN) as (store, url):
+        yield spec, home_dir, registry, store, url
 
 
 @pytest.mark.slow

@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 
 from pipeline.data.storage import PartitionStore
-from pipeline.feedback.store import FeedbackStore
-from pipeline.home import FlywheelHome
-from pipeline.serving.app import MAX_BODY_BYTES, create_app
+from pipeline.serving.app import MAX_BODY_BYTES
 from pipeline.serving.watcher import load_served
-from tests.helpers import SERVE_DAY, Server, build_home, serve_rows, train_small
+from tests.helpers import SERVE_DAY, build_home, serve_rows, served_app, train_small
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +26,10 @@ def home(tmp_path_factory):
 @pytest.fixture
 def served(home, tmp_path):
     spec, home_dir, registry = home
-    store = FeedbackStore(FlywheelHome.at(tmp_path).feedback_url)
-    store.upgrade()
-    app = create_app(registry, store, api_token="s3cret", poll_seconds=0.1)
-    with Server(app) as server:
-        client = httpx.Client(
-            base_url=server.url, headers={"Authorization": "Bearer s3cret"}, timeout=30
-        )
-        yield spec, home_dir, registry, store, client
-        client.close()
-    store.close()
+    with served_app(registry, tmp_path, "s3cret") as (store, url):
+        headers = {"Authorization": "Bearer s3cret"}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            yield spec, home_dir, registry, store, client
 
 
 def test_version_carries_the_serving_tables(home):
