@@ -50,6 +50,23 @@ class WideDeep(nn.Module):
             wide = wide + self.wide_num(num).squeeze(1)
         return deep + wide
 
+    @torch.no_grad()
+    def fill_unseen(self, counts: Sequence[torch.Tensor]) -> None:
+        """Gives every category that training never saw the row-weighted mean of those it saw.
+
+        ``counts[i]`` holds how many training rows had each code of column ``i``. A code with
+        no rows (a value seen only in the validation slice, or the out-of-vocabulary slot) got
+        no gradient, so its embedding would still be its random start: a different guess for
+        every seed. The mean is what the model learned about an average value instead.
+        """
+        for table, wide, count in zip(self.embeddings, self.wide_cat, counts, strict=True):
+            seen = count > 0
+            if seen.all() or not seen.any():
+                continue
+            weights = (count / count.sum()).unsqueeze(1).to(table.weight.dtype)
+            for weight in (table.weight, wide.weight):
+                weight[~seen] = (weights * weight).sum(dim=0)
+
 
 class FlywheelNet(nn.Module):
     """An ensemble of ``members`` independent :class:`WideDeep` networks in one module.
@@ -81,3 +98,10 @@ class FlywheelNet(nn.Module):
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         """``cat``: (batch, n_cat) int64, ``num``: (batch, n_numeric) float32 -> (batch,) logits."""
         return self.member_logits(cat, num).mean(dim=1)
+
+    def fill_unseen(self, cat: torch.Tensor) -> None:
+        """:meth:`WideDeep.fill_unseen` for every member, from the training rows' codes."""
+        sizes = [table.num_embeddings for table in self.members[0].embeddings]
+        counts = [torch.bincount(cat[:, i], minlength=size) for i, size in enumerate(sizes)]
+        for member in self.members:
+            member.fill_unseen(counts)

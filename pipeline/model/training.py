@@ -177,6 +177,7 @@ def train_model(
     module = build_module(prep.cardinalities, prep.n_numeric_inputs, params)
     best, epochs_run = fit_module(module, train_t, val_t, params, root_dir, on_epoch)
     module = module.cpu().eval()
+    module.net.fill_unseen(train_t[0])
 
     threshold = 0.5
     if val_t is not None:

@@ -86,3 +86,26 @@ def test_members_start_from_their_own_weights():
 def test_members_must_be_at_least_one(members):
     with pytest.raises(ValueError, match=f"members must be at least 1, got {members}"):
         FlywheelNet([3], 1, members=members)
+
+
+def test_fill_unseen_gives_unseen_codes_the_row_weighted_mean():
+    torch.manual_seed(0)
+    net = WideDeep([4], n_numeric=1, hidden_sizes=[4])
+    before = net.embeddings[0].weight.detach().clone()
+    net.wide_cat[0].weight.data[:, 0] = torch.tensor([0.0, 1.0, 3.0, 0.0])
+    counts = [torch.tensor([0, 1, 3, 0])]  # codes 0 and 3 had no training rows
+    net.fill_unseen(counts)
+    mean = (before[1] * 1 + before[2] * 3) / 4
+    weight = net.embeddings[0].weight.detach()
+    assert torch.equal(weight[1:3], before[1:3])  # seen codes keep what they learned
+    assert torch.allclose(weight[0], mean) and torch.allclose(weight[3], mean)
+    assert net.wide_cat[0].weight[:, 0].tolist() == [2.5, 1.0, 3.0, 2.5]
+
+
+def test_fill_unseen_counts_codes_for_every_member():
+    net = FlywheelNet([3], n_numeric=1, hidden_sizes=[4], members=2)
+    cat = torch.tensor([[1], [1], [2]])  # code 0 unseen
+    net.fill_unseen(cat)
+    for member in net.members:
+        weight = member.embeddings[0].weight
+        assert torch.allclose(weight[0], (2 * weight[1] + weight[2]) / 3)

@@ -51,6 +51,20 @@ def test_training_is_deterministic(frame, tmp_path: Path):
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_value_seen_only_in_validation_scores_as_an_unknown_value(frame, tmp_path: Path):
+    # The latest rows (the validation slice) bring a new plan: it enters the vocabulary but
+    # no training step reaches its embedding. It must not score by its random start: it scores
+    # as a value never seen at all (both get the mean of what training learned).
+    frame = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
+    frame.loc[len(frame) - 40 :, "plan"] = "enterprise"
+    out = train_model(frame, SPEC, PARAMS, tmp_path)
+    assert "enterprise" in out.preprocessor.vocabularies["plan"]
+    rows = frame.iloc[-5:].copy()
+    unknown = rows.assign(plan="never-seen")
+    scores = predict_frame(out.module, out.preprocessor, rows)
+    np.testing.assert_allclose(scores, predict_frame(out.module, out.preprocessor, unknown))
+
+
 def test_validation_slice_is_the_latest_rows(frame):
     fit, val = time_split(frame.sample(frac=1.0, random_state=0), "event_time", 0.2)
     assert fit["event_time"].max() <= val["event_time"].min()
