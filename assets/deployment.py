@@ -24,6 +24,11 @@ class DeployConfig(Config):
         default=_GATE.max_auc_loss,
         description="Newer data: promoted unless the lower bound of the gain is at most -this.",
     )
+    max_log_loss_gain: float = Field(
+        default=_GATE.max_log_loss_gain,
+        description="Newer data: refused when the lower bound of the extra log loss is above"
+        " this (same data: above 0).",
+    )
     confidence: float = Field(default=_GATE.confidence, description="Of the intervals.")
     resamples: int = Field(default=_GATE.resamples, description="Paired bootstrap resamples.")
     seed: int = Field(default=_GATE.seed, description="Seed of the bootstrap.")

@@ -16,8 +16,11 @@ Two rules, named in the reason:
   when the lower bound is above ``-max_auc_loss``, so nightly and feedback retrains keep the
   model fresh without swapping on noise.
 
-In both, log loss must not be significantly worse (the lower bound of the challenger's extra
-log loss above 0) and no slice may regress by more than ``max_slice_drop``. With no champion the
+In both, log loss must not be significantly worse: on the same data, the lower bound of the
+challenger's extra log loss must not be above 0; on newer data, not above ``max_log_loss_gain``
+(the same tolerance the AUC rule gives: a model trained a day later differs in calibration by
+about as much as a retrain with another seed). No slice may regress by more than
+``max_slice_drop``. With no champion the
 challenger must be significantly better than the prior baseline. Fewer than
 ``min_holdout_rows`` labelled holdout rows: no promotion. ``force`` overrides, and is recorded.
 """
@@ -42,6 +45,7 @@ class GatePolicy:
 
     min_auc_gain: float = 0.0
     max_auc_loss: float = 0.005
+    max_log_loss_gain: float = 0.005
     confidence: float = 0.95
     resamples: int = 1000
     seed: int = 0
@@ -131,9 +135,10 @@ def decide(
     if not newer_data and not auc.ci_low > policy.min_auc_gain:
         why = f"{stays} same data and no significant gain: ROC-AUC gain {_fmt(auc)}"
         return Decision(False, f"{why}, lower bound <= {policy.min_auc_gain}", rule, **found)
-    if loss.ci_low > 0.0:
+    log_loss_margin = policy.max_log_loss_gain if newer_data else 0.0
+    if loss.ci_low > log_loss_margin:
         why = f"{stays} the challenger's log loss is significantly worse, {_fmt(loss)}"
-        return Decision(False, why, rule, **found)
+        return Decision(False, f"{why}, lower bound above {log_loss_margin}", rule, **found)
     regressed = [s for s in slices if s.verdict == "regressed"]
     if regressed:
         names = ", ".join(

@@ -51,6 +51,22 @@ def test_the_two_rules(newer, worse, promote, rule_text):
     assert decision.rule == ("newer_data" if newer else "same_data")
 
 
+@pytest.mark.parametrize(("shift", "promote"), [(0.02, True), (0.05, False)])
+def test_newer_data_tolerates_a_small_significant_rise_in_log_loss(shift, promote):
+    # The same ranking (AUC unchanged), calibration moved by ``shift`` in logit: log loss rises
+    # by about 0.003 (significant, lower bound above 0, but within max_log_loss_gain 0.005) or
+    # by about 0.009 (beyond it).
+    y, a, _ = scored()
+    challenger = 1 / (1 + np.exp(-(np.log(a / (1 - a)) + shift)))
+    frame = pd.DataFrame({"y": y, "challenger": challenger, "champion": a})
+    decision = decide(frame, POLICY, "old", newer_data=True, prior=0.25)
+    assert decision.log_loss.ci_low > 0.0
+    assert decision.promote is promote, decision.reason
+    if not promote:
+        assert "log loss is significantly worse" in decision.reason
+        assert "lower bound above 0.005" in decision.reason
+
+
 def test_too_few_rows_no_champion_and_force():
     y, a, _ = scored(n=400)
     frame = pd.DataFrame({"y": y, "challenger": a, "champion": np.nan})
