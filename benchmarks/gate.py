@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import statistics
 import sys
 import tempfile
@@ -87,11 +88,18 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 seed, small models")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a TrainParams value (JSON) for every model, e.g. --param members=5 (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     seeds = 1 if args.quick else args.seeds
     base = TrainParams()
     if args.quick:
         base = TrainParams(epochs=2, window_days=10, holdout_days=3, members=1)
+    for item in args.param:  # values as JSON: members=5, hidden_sizes=[32,16]
+        name, _, value = item.partition("=")
+        base = TrainParams(**{**base.to_dict(), name: json.loads(value)})
     env = environment()
     print(f"gate benchmark: {describe_environment(env)}", flush=True)
     spec = load_task(None)
@@ -194,6 +202,7 @@ def main() -> int:
             "environment": env,
             "quick": args.quick,
             "seeds": seeds,
+            "params": base.to_dict(),
             "promoted": promoted,
             "reasons": reasons,
             "decision_s": side_a,
