@@ -11,10 +11,14 @@ Two rules, named in the reason:
 
 * **same data** (the challenger's training window ends where the champion's does, or earlier):
   promote only when the lower bound of the AUC gain is above ``min_auc_gain``, so a retrain that
-  brings nothing new never replaces the champion;
+  brings nothing new never replaces the champion. Here the question is whether the gain beats
+  what a retrain with another seed gives, so the interval also carries the retraining noise,
+  measured from the spread of each model's ensemble members (``members_columns``; the rows'
+  bootstrap alone is about half as wide as the difference two seeds make);
 * **newer data** (its window ends later): promote unless it is significantly worse, that is
   when the lower bound is above ``-max_auc_loss``, so nightly and feedback retrains keep the
-  model fresh without swapping on noise.
+  model fresh without swapping on noise. The interval is the rows' alone: the margin is the
+  tolerance for noise.
 
 In both, log loss must not be significantly worse: on the same data, the lower bound of the
 challenger's extra log loss must not be above 0; on newer data, not above ``max_log_loss_gain``
@@ -33,10 +37,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.model.comparison import Comparison, SliceResult, compare, slice_table
+from pipeline.model.comparison import (
+    Comparison,
+    SliceResult,
+    compare,
+    retraining_noise,
+    slice_table,
+    widened,
+)
 from pipeline.model.registry import ModelRegistry
 
 SCORES_FILE = "holdout_scores.parquet"  # y, challenger, champion (or NaN), the slice columns
+MEMBER_PREFIX = {"challenger": "challenger_member_", "champion": "champion_member_"}
+
+
+def members_columns(model: str, count: int) -> list[str]:
+    """The scores file's columns for ``model``'s ensemble members (one score column each)."""
+    return [f"{MEMBER_PREFIX[model]}{j}" for j in range(count)]
+
+
+def _members(scores: pd.DataFrame, model: str) -> np.ndarray:
+    columns = [c for c in scores.columns if c.startswith(MEMBER_PREFIX[model])]
+    return scores[columns].to_numpy(dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,8 @@ class Decision:
     comparison: Comparison | None = None
     log_loss: Comparison | None = None
     slices: list[SliceResult] = field(default_factory=list)
+    # the standard error of the AUC difference a retrain alone causes (same data only)
+    retraining_noise: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +95,7 @@ class Decision:
             "comparison": self.comparison.to_dict() if self.comparison else None,
             "log_loss_comparison": self.log_loss.to_dict() if self.log_loss else None,
             "slices": [s.to_dict() for s in self.slices],
+            "retraining_noise": self.retraining_noise,
         }
 
 
@@ -122,10 +147,19 @@ def decide(
         )
     champ = scores["champion"].to_numpy(dtype=np.float64)
     auc, loss = compare(y, ch, champ, policy)
-    slice_columns = [c for c in scores.columns if c not in ("y", "challenger", "champion")]
+    members = tuple(MEMBER_PREFIX.values())
+    slice_columns = [
+        c
+        for c in scores.columns
+        if c not in ("y", "challenger", "champion") and not c.startswith(members)
+    ]
     slices = slice_table(y, ch, champ, {c: scores[c].to_numpy() for c in slice_columns}, policy)
     rule = "newer_data" if newer_data else "same_data"
-    found = dict(comparison=auc, log_loss=loss, slices=slices)
+    noise = None
+    if not newer_data:
+        noise = retraining_noise(y, _members(scores, "challenger"), _members(scores, "champion"))
+        auc = widened(auc, noise) if noise is not None else auc
+    found = dict(comparison=auc, log_loss=loss, slices=slices, retraining_noise=noise)
     stays = f"champion {champion} stays:"
     # The overall AUC rule first, then log loss, then the slices: each can only refuse.
     if newer_data and not auc.ci_low > -policy.max_auc_loss:

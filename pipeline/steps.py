@@ -19,7 +19,7 @@ from pipeline.data.cleaning import clean_day
 from pipeline.data.lagged import history_of, lag_tables
 from pipeline.data.sources import Source
 from pipeline.data.storage import CachedReader, PartitionStore, write_parquet_atomic
-from pipeline.gate import SCORES_FILE
+from pipeline.gate import SCORES_FILE, members_columns
 from pipeline.model.params import TrainingError, TrainParams
 from pipeline.model.registry import ModelRegistry, ModelVersionError
 from pipeline.task import LABEL_COLUMN, TaskSpec
@@ -276,7 +276,7 @@ def evaluate_version(
     """
     from pipeline.model import metrics
     from pipeline.model.plots import plots
-    from pipeline.model.training import predict_frame
+    from pipeline.model.training import predict_frame, predict_members
 
     challenger = registry.load(version)
     holdout = [dt.date.fromisoformat(d) for d in challenger.training["holdout_days"]]
@@ -287,6 +287,7 @@ def evaluate_version(
         )
     y = frame[LABEL_COLUMN].to_numpy(dtype=np.float64)
     scores = {"challenger": predict_frame(challenger.module, challenger.preprocessor, frame)}
+    members = {"challenger": predict_members(challenger.module, challenger.preprocessor, frame)}
     report: dict[str, Any] = {
         "version": version,
         "holdout_days": [d.isoformat() for d in holdout],
@@ -305,6 +306,7 @@ def evaluate_version(
         try:
             loaded = registry.load(champion)
             scores["champion"] = predict_frame(loaded.module, loaded.preprocessor, frame)
+            members["champion"] = predict_members(loaded.module, loaded.preprocessor, frame)
             report["champion_metrics"] = metrics.evaluate(y, scores["champion"], loaded.threshold)
         except ModelVersionError as err:
             report["champion_error"] = str(err)
@@ -316,6 +318,11 @@ def evaluate_version(
             "challenger": scores["challenger"].astype(np.float64),
             "champion": scores["champion"].astype(np.float64) if "champion" in scores else np.nan,
             **{c: frame[c].astype(str).to_numpy() for c in slice_columns if c in frame.columns},
+            **{  # each ensemble member's own scores: the gate's measure of retraining noise
+                column: values[:, j].astype(np.float64)
+                for model, values in members.items()
+                for j, column in enumerate(members_columns(model, values.shape[1]))
+            },
         }
     )
     write_parquet_atomic(kept, folder / SCORES_FILE)

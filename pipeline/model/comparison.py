@@ -10,7 +10,9 @@ few tenths of a second, where a loop over resamples with scikit-learn takes seco
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,6 +113,39 @@ def compare(
     auc = _interval(np.concatenate(auc_diffs), auc_point, "roc_auc", n, policy)
     loss = _interval(np.concatenate(loss_diffs), float(extra_loss.mean()), "log_loss", n, policy)
     return auc, loss
+
+
+def retraining_noise(y: np.ndarray, members_a: np.ndarray, members_b: np.ndarray) -> float | None:
+    """The standard error of the AUC difference that retraining alone causes, or None.
+
+    ``members_a`` and ``members_b`` are ``(rows, members)`` scores of each model's ensemble
+    members. The members are independent trainings on the same rows (their own starts and
+    dropout), so the spread of their AUCs measures how much a retrain with another seed moves
+    the AUC; an ensemble's AUC moves by about that spread over sqrt(members). The two models'
+    variances add. With fewer than two members on either side there is no estimate (None).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    variances = []
+    for members in (members_a, members_b):
+        members = np.asarray(members, dtype=np.float64)
+        if members.ndim != 2 or members.shape[1] < 2:
+            return None
+        aucs = [_auc(y, members[:, j]) for j in range(members.shape[1])]
+        variances.append(float(np.var(aucs, ddof=1)) / members.shape[1])
+    return math.sqrt(sum(variances))
+
+
+def widened(c: Comparison, noise: float) -> Comparison:
+    """``c`` with each side of its interval widened by ``noise`` (a standard error) in
+    quadrature: the rows' sampling and the retraining noise, taken as independent."""
+    z = NormalDist().inv_cdf(0.5 + c.confidence / 2.0)
+    return replace(
+        c,
+        ci_low=c.difference - math.hypot(c.difference - c.ci_low, z * noise),
+        ci_high=c.difference + math.hypot(c.ci_high - c.difference, z * noise),
+        method=f"{c.method}, widened by the retraining noise from the members' spread"
+        f" (standard error {noise:.4f})",
+    )
 
 
 def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -213,3 +213,17 @@ def predict_frame(module: torch.nn.Module, prep: Preprocessor, frame: pd.DataFra
     """Probabilities for cleaned rows, through the model's own preprocessing."""
     cat, num = prep.transform(frame)
     return predict_scores(module, cat, num)
+
+
+@torch.no_grad()
+def predict_members(
+    module: torch.nn.Module, prep: Preprocessor, frame: pd.DataFrame, batch_size: int = 65536
+) -> np.ndarray:
+    """``(rows, members)`` probabilities of each ensemble member alone, for cleaned rows."""
+    cat, num = prep.transform(frame)
+    module.eval()
+    out = [
+        torch.sigmoid(module.net.member_logits(cat[i : i + batch_size], num[i : i + batch_size]))
+        for i in range(0, len(cat), batch_size)
+    ]
+    return torch.cat(out).numpy() if out else np.zeros((0, len(module.net.members)), np.float32)

@@ -51,6 +51,31 @@ def test_the_two_rules(newer, worse, promote, rule_text):
     assert decision.rule == ("newer_data" if newer else "same_data")
 
 
+@pytest.mark.parametrize(("member_gains", "promote"), [((0.04, 0.05, 0.06), True),
+                                                        ((-0.1, 0.05, 0.2), False)])  # fmt: skip
+def test_same_data_gain_must_beat_the_members_retraining_noise(member_gains, promote):
+    # Each challenger member is the champion with some extra signal; their mean gains about
+    # 0.012 AUC, which the rows' bootstrap alone calls significant. When the members agree that
+    # is a real gain; when they spread widely, a retrain with another seed could give as much.
+    y, champion, _ = scored(n=4000)
+    logit = np.log(champion / (1 - champion))
+    members = np.column_stack([1 / (1 + np.exp(-(logit + g * (2 * y - 1)))) for g in member_gains])
+    frame = pd.DataFrame({"y": y, "challenger": members.mean(axis=1), "champion": champion})
+    rows_only = decide(frame, POLICY, "old", newer_data=False, prior=0.25)
+    assert rows_only.promote and rows_only.retraining_noise is None  # no member columns
+    for j in range(3):
+        frame[f"challenger_member_{j}"] = members[:, j]
+        frame[f"champion_member_{j}"] = champion
+    decision = decide(frame, POLICY, "old", newer_data=False, prior=0.25)
+    assert decision.retraining_noise > 0 and decision.slices == []  # members are no slices
+    assert decision.promote is promote, decision.reason
+    assert "retraining noise" in decision.comparison.method
+    assert decision.comparison.ci_low < rows_only.comparison.ci_low
+    assert decision.to_dict()["retraining_noise"] == decision.retraining_noise
+    newer = decide(frame, POLICY, "old", newer_data=True, prior=0.25)
+    assert newer.retraining_noise is None and newer.comparison == rows_only.comparison
+
+
 @pytest.mark.parametrize(("shift", "promote"), [(0.02, True), (0.05, False)])
 def test_newer_data_tolerates_a_small_significant_rise_in_log_loss(shift, promote):
     # The same ranking (AUC unchanged), calibration moved by ``shift`` in logit: log loss rises
@@ -133,7 +158,9 @@ def test_retrain_on_the_same_data_or_with_another_seed_is_not_promoted(flights, 
     assert report["gate"]["comparison"]["metric"] == "roc_auc"
     assert {"ci_low", "ci_high", "confidence", "n", "method"} <= set(report["gate"]["comparison"])
     assert {s["column"] for s in report["gate"]["slices"]} == {"origin", "carrier"}
-    assert (registry.path(other) / SCORES_FILE).is_file()
+    kept = pd.read_parquet(registry.path(other) / SCORES_FILE).columns
+    assert {"challenger_member_0", "champion_member_0"} <= set(kept)  # one member each:
+    assert report["gate"]["retraining_noise"] is None  # no spread to measure
 
 
 @pytest.mark.slow

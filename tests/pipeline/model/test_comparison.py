@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
 from pipeline.gate import GatePolicy
-from pipeline.model.comparison import compare, slice_table
+from pipeline.model.comparison import compare, retraining_noise, slice_table, widened
 from tests.helpers import scored
 
 POLICY = GatePolicy()
@@ -55,3 +55,34 @@ def test_the_vectorized_auc_equals_scikit_learn_on_each_resample():
     for k in range(3):
         rows = np.repeat(np.arange(len(y)), w[k].astype(int))
         assert got[k] == pytest.approx(roc_auc_score(y[rows], a[rows]))
+
+
+def _members(y, rng, signals):
+    """One column per member: scores with its own ``signal`` and noise."""
+    return np.column_stack(
+        [1 / (1 + np.exp(-(s * (2 * y - 1) + rng.normal(0, 1.5, len(y))))) for s in signals]
+    )
+
+
+def test_retraining_noise_is_the_members_spread_over_their_count():
+    y, a, rng = scored()
+    same = np.column_stack([a, a, a])
+    assert retraining_noise(y, same, same) == 0.0
+    spread = _members(y, rng, [0.8, 1.0, 1.2])
+    aucs = [roc_auc_score(y, spread[:, j]) for j in range(3)]
+    expected = np.sqrt(np.var(aucs, ddof=1) / 3)  # the other side has no spread
+    assert retraining_noise(y, spread, same) == pytest.approx(expected)
+    assert retraining_noise(y, spread, a[:, None]) is None  # one member: no estimate
+
+
+def test_widening_adds_the_noise_in_quadrature_on_each_side():
+    y, a, rng = scored()
+    b = np.clip(a + rng.normal(0, 0.1, len(a)), 0.001, 0.999)
+    auc, _ = compare(y, a, b, POLICY)
+    wide = widened(auc, 0.01)
+    assert wide.difference == auc.difference
+    low = auc.difference - np.hypot(auc.difference - auc.ci_low, 1.959964 * 0.01)
+    assert wide.ci_low == pytest.approx(low) and wide.ci_high > auc.ci_high
+    assert "retraining noise" in wide.method and widened(auc, 0.0).ci_low == pytest.approx(
+        auc.ci_low
+    )
