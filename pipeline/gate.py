@@ -11,10 +11,11 @@ Two rules, named in the reason:
 
 * **same data** (the challenger's training window ends where the champion's does, or earlier):
   promote only when the lower bound of the AUC gain is above ``min_auc_gain``, so a retrain that
-  brings nothing new never replaces the champion. Here the question is whether the gain beats
-  what a retrain with another seed gives, so the interval also carries the retraining noise,
-  measured from the spread of each model's ensemble members (``members_columns``; the rows'
-  bootstrap alone is about half as wide as the difference two seeds make);
+  brings nothing new never replaces the champion. The champion is a fixed model, but the
+  challenger is one draw of its training: the question is whether its training beats the
+  champion beyond the luck of a seed, so the interval also carries the challenger's retraining
+  noise, measured from the spread of its ensemble members' AUCs (``members_columns``; the
+  rows' bootstrap alone is narrower than the difference two seeds make);
 * **newer data** (its window ends later): promote unless it is significantly worse, that is
   when the lower bound is above ``-max_auc_loss``, so nightly and feedback retrains keep the
   model fresh without swapping on noise. The interval is the rows' alone: the margin is the
@@ -84,7 +85,7 @@ class Decision:
     comparison: Comparison | None = None
     log_loss: Comparison | None = None
     slices: list[SliceResult] = field(default_factory=list)
-    # the standard error of the AUC difference a retrain alone causes (same data only)
+    # the standard error of the challenger's AUC that retraining alone causes (same data only)
     retraining_noise: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,7 +158,7 @@ def decide(
     rule = "newer_data" if newer_data else "same_data"
     noise = None
     if not newer_data:
-        noise = retraining_noise(y, _members(scores, "challenger"), _members(scores, "champion"))
+        noise = retraining_noise(y, _members(scores, "challenger"))
         auc = widened(auc, noise) if noise is not None else auc
     found = dict(comparison=auc, log_loss=loss, slices=slices, retraining_noise=noise)
     stays = f"champion {champion} stays:"

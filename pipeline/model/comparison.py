@@ -115,24 +115,20 @@ def compare(
     return auc, loss
 
 
-def retraining_noise(y: np.ndarray, members_a: np.ndarray, members_b: np.ndarray) -> float | None:
-    """The standard error of the AUC difference that retraining alone causes, or None.
+def retraining_noise(y: np.ndarray, members: np.ndarray) -> float | None:
+    """The standard error of a model's ROC-AUC that retraining it alone causes, or None.
 
-    ``members_a`` and ``members_b`` are ``(rows, members)`` scores of each model's ensemble
-    members. The members are independent trainings on the same rows (their own starts and
-    dropout), so the spread of their AUCs measures how much a retrain with another seed moves
-    the AUC; an ensemble's AUC moves by about that spread over sqrt(members). The two models'
-    variances add. With fewer than two members on either side there is no estimate (None).
+    ``members`` holds ``(rows, members)`` scores of the model's ensemble members. The members
+    are independent trainings on the same rows (their own starts and dropout), so the spread of
+    their AUCs measures how much a retrain with another seed moves the AUC; an ensemble's AUC
+    moves by about that spread over sqrt(members). With one member there is no estimate.
     """
+    members = np.asarray(members, dtype=np.float64)
+    if members.ndim != 2 or members.shape[1] < 2:
+        return None
     y = np.asarray(y, dtype=np.float64)
-    variances = []
-    for members in (members_a, members_b):
-        members = np.asarray(members, dtype=np.float64)
-        if members.ndim != 2 or members.shape[1] < 2:
-            return None
-        aucs = [_auc(y, members[:, j]) for j in range(members.shape[1])]
-        variances.append(float(np.var(aucs, ddof=1)) / members.shape[1])
-    return math.sqrt(sum(variances))
+    aucs = [_auc(y, members[:, j]) for j in range(members.shape[1])]
+    return math.sqrt(float(np.var(aucs, ddof=1)) / members.shape[1])
 
 
 def widened(c: Comparison, noise: float) -> Comparison:

@@ -74,6 +74,10 @@ def test_same_data_gain_must_beat_the_members_retraining_noise(member_gains, pro
     assert decision.to_dict()["retraining_noise"] == decision.retraining_noise
     newer = decide(frame, POLICY, "old", newer_data=True, prior=0.25)
     assert newer.retraining_noise is None and newer.comparison == rows_only.comparison
+    # The champion is a fixed model: its own members' spread does not widen the interval.
+    for j in range(3):
+        frame[f"champion_member_{j}"] = members[:, 2 - j]
+    assert decide(frame, POLICY, "old", False, 0.25).comparison == decision.comparison
 
 
 @pytest.mark.parametrize(("shift", "promote"), [(0.02, True), (0.05, False)])

@@ -66,13 +66,11 @@ def _members(y, rng, signals):
 
 def test_retraining_noise_is_the_members_spread_over_their_count():
     y, a, rng = scored()
-    same = np.column_stack([a, a, a])
-    assert retraining_noise(y, same, same) == 0.0
+    assert retraining_noise(y, np.column_stack([a, a, a])) == 0.0
     spread = _members(y, rng, [0.8, 1.0, 1.2])
     aucs = [roc_auc_score(y, spread[:, j]) for j in range(3)]
-    expected = np.sqrt(np.var(aucs, ddof=1) / 3)  # the other side has no spread
-    assert retraining_noise(y, spread, same) == pytest.approx(expected)
-    assert retraining_noise(y, spread, a[:, None]) is None  # one member: no estimate
+    assert retraining_noise(y, spread) == pytest.approx(np.sqrt(np.var(aucs, ddof=1) / 3))
+    assert retraining_noise(y, a[:, None]) is None  # one member: no estimate
 
 
 def test_widening_adds_the_noise_in_quadrature_on_each_side():
