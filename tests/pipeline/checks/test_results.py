@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -156,3 +157,9 @@ def test_outcome_computed_here_takes_rule_column_severity_and_makes_values_plain
         unexpected_count=None,
         sample_unexpected=["inf"],
     )
+
+
+def test_an_outcome_dict_names_every_field():
+    result = Outcome("rule", "expect_x", "col", WARN, False, {"a": [1]}, 10, 2, ["v"])
+    assert list(result.to_dict()) == [f.name for f in dataclasses.fields(Outcome)]
+    assert Outcome(**result.to_dict()) == result
