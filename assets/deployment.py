@@ -8,7 +8,8 @@ from pydantic import Field
 
 from assets.metadata import md_text
 from pipeline.gate import Decision, GatePolicy, deploy
-from resources import FlywheelStorage
+from pipeline.steps import evaluate_version
+from resources import FlywheelStorage, TaskSource
 
 _GATE = GatePolicy()
 
@@ -81,10 +82,21 @@ def deployed_model(
     config: DeployConfig,
     evaluation_report: dict[str, Any],
     storage: FlywheelStorage,
+    task: TaskSource,
 ) -> Output[dict[str, Any]]:
-    """The champion after the gate: the challenger if it earned it, else the one before."""
+    """The champion after the gate: the challenger if it earned it, else the one before.
+
+    When another run promoted a champion after this challenger's evaluation, the challenger
+    is scored again against the new one before the gate decides."""
     registry = storage.registry()
-    done = deploy(registry, evaluation_report, config.policy(), config.force)
+
+    def evaluate_again() -> dict[str, Any]:
+        context.log.info("the champion changed since the evaluation: comparing again")
+        features = storage.partitions("cleaned_features")
+        version = evaluation_report["version"]
+        return evaluate_version(features, registry, version, task.spec().slices).report
+
+    done = deploy(registry, evaluation_report, config.policy(), config.force, evaluate_again)
     context.log.info(done.reason)
     auc = done.decision.comparison
     return Output(

@@ -32,6 +32,7 @@ challenger must be significantly better than the prior baseline. Fewer than
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -81,7 +82,9 @@ class GatePolicy:
 class Decision:
     promote: bool
     reason: str
-    rule: str  # forced, too_few_rows, no_champion, champion_unloadable, same_data, newer_data
+    # forced, too_few_rows, one_class, no_champion, champion_unloadable, same_data, newer_data,
+    # stale_comparison
+    rule: str
     comparison: Comparison | None = None
     log_loss: Comparison | None = None
     slices: list[SliceResult] = field(default_factory=list)
@@ -252,14 +255,38 @@ def deploy(
     report: dict[str, Any],
     policy: GatePolicy | None = None,
     force: bool = False,
+    evaluate_again: Callable[[], dict[str, Any]] | None = None,
 ) -> Deployment:
     """Applies the gate (:func:`judge`), records the decision and the policy in the version's
-    ``evaluation.json``, and on promotion replaces the champion pointer atomically."""
+    ``evaluation.json``, and on promotion replaces the champion pointer atomically.
+
+    Deciding and promoting hold the registry's promotion lock, so two runs that reach the gate
+    together take turns. When the champion has changed since ``report`` was made (another run
+    promoted meanwhile), the comparison is stale: ``evaluate_again`` scores the challenger
+    against the new champion and the gate decides on that; without it, nothing is promoted
+    (except ``force``) and the reason says why.
+    """
     policy = policy or GatePolicy()
-    decision = judge(registry, report, policy, force)
     version = report["version"]
-    gate = {**decision.to_dict(), "policy": asdict(policy)}
-    registry.attach(version, "evaluation.json", {**report, "gate": gate})
-    if decision.promote:
-        registry.promote(version, reason=decision.reason, forced=force)
-    return Deployment(registry.champion(), version, decision.promote, force, decision)
+    with registry.promotion_lock():
+        current = registry.champion()
+        stale = current not in (report["champion"], version)
+        if stale and evaluate_again is not None:
+            report = evaluate_again()
+            stale = registry.champion() not in (report["champion"], version)
+        if stale and not force:
+            decision = Decision(
+                False,
+                f"the champion changed to {current} after this challenger was evaluated against"
+                f" {report['champion'] or 'no champion'}: not promoted on a stale comparison;"
+                " evaluate it again",
+                "stale_comparison",
+            )
+        else:
+            decision = judge(registry, report, policy, force)
+        gate = {**decision.to_dict(), "policy": asdict(policy)}
+        registry.attach(version, "evaluation.json", {**report, "gate": gate})
+        if decision.promote:
+            registry.promote(version, reason=decision.reason, forced=force)
+        champion = registry.champion()
+    return Deployment(champion, version, decision.promote, force, decision)

@@ -11,6 +11,7 @@ Layout under the registry root::
     versions/<version>/evaluation.json     added by the evaluation (optional)
     champion.json                          the current champion (replaced atomically)
     promotions.jsonl                       every promotion and rollback, appended
+    .promotion.lock                        held while a gate decides and promotes
 
 A version is written into a hidden temporary folder and renamed into place, so a half-written
 version is never visible; versions are never deleted, so any can be rolled back to.
@@ -18,12 +19,15 @@ version is never visible; versions are never deleted, so any can be rolled back 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,6 +217,18 @@ class ModelRegistry:
         with self.log_file.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         return record
+
+    @contextlib.contextmanager
+    def promotion_lock(self) -> Iterator[None]:
+        """Held while one gate reads the champion, decides and promotes: no other process
+        promotes in between (an exclusive ``flock`` on ``.promotion.lock``, local disk)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".promotion.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def history(self) -> list[dict[str, Any]]:
         if not self.log_file.exists():
