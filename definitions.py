@@ -56,6 +56,7 @@ from assets.partitions import DEFAULT_START_DATE, daily_partitions
 from assets.sensors import build_feedback_sensor
 from assets.training import evaluation_report, trained_model
 from pipeline.home import FlywheelHome
+from pipeline.task import load_task
 from resources import (
     FeedbackStoreResource,
     FlywheelStorage,
@@ -159,6 +160,8 @@ def build_defs(settings: Settings) -> Definitions:
                 timezone=settings.timezone,
                 run_config=settings.retrain_config,
                 default_status=settings.retrain_status,
+                # which days' labels mature each night: the task's (a YAML read, no data)
+                label_delay_days=load_task(settings.task_file).label_delay_days,
             )
         ],
         sensors=[

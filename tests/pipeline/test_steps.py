@@ -65,7 +65,7 @@ def test_choose_window(available, window_days, holdout_days, end, train, holdout
 
 
 def test_choose_window_without_any_day_says_what_to_materialize():
-    with pytest.raises(TrainingError, match="no cleaned_features partitions exist yet"):
+    with pytest.raises(TrainingError, match="no labelled days exist yet: materialize raw_data"):
         choose_window([], 5, 2)
 
 
@@ -204,5 +204,5 @@ def test_train_version_fails_when_too_few_days_remain(
 
 def test_train_version_with_no_rows_in_the_window(spec, stores, tmp_path):
     raw, feats, registry = stores
-    with pytest.raises(TrainingError, match=r"no cleaned rows in the training window"):
+    with pytest.raises(TrainingError, match=r"no labelled cleaned rows in the training window"):
         train_version(spec, feats, registry, TINY, tmp_path / "s", end=_d(28), raw=raw)
