@@ -5,8 +5,8 @@ a test starts it. The backfill and the nightly run are fixtures, so each test ca
 
 The task is the built-in flights task, whose batch labels mature after 30 days: the backfill
 (on today's clock) leaves every day but the first unlabelled. The nightly runs' clock (``as_of``
-in FLYWHEEL_RETRAIN_CONFIG) is 20 days ahead, so they label the 20 oldest days and the newest
-10 stay unlabelled, for feedback to fill (tests/integration/test_late_labels.py)."""
+in FLYWHEEL_RETRAIN_CONFIG) is 20 days ahead, so they label the 21 oldest days and the newest
+9 stay unlabelled, for feedback to fill (tests/integration/test_late_labels.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ START = TODAY - dt.timedelta(days=DAYS)
 PARTITIONS = [(START + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
 YESTERDAY = PARTITIONS[-1]
 CLOCK_AHEAD = 20  # the nightly runs' as_of: today + 20 days
-NEWEST_LABELLED = PARTITIONS[CLOCK_AHEAD - 1]  # matured on that clock: 30 days before it
+NEWEST_LABELLED = PARTITIONS[CLOCK_AHEAD]  # matured on that clock: today - 10 = START + 20
 
 SMALL_TRAINING = {
     "ops": {
@@ -137,6 +137,9 @@ def nightly_run(stack: DagsterStack, backfill: dict[str, Any]) -> dict[str, Any]
     finally:
         stop_schedule(stack, state_id)
     run["tags"] = {t["key"]: t["value"] for t in run["tags"]}
+    # What its gate decided, read now: later tests' runs (feedback, catch-up) rewrite the file.
+    done = stack.flywheel_home / "assets" / "deployed_model.json"
+    run["deployed_model"] = json.loads(done.read_text()) if done.is_file() else None
     return run
 
 
