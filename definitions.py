@@ -50,12 +50,13 @@ from assets.automation import (
 from assets.checks import build_data_checks
 from assets.data import build_data_assets
 from assets.deployment import deployed_model
-from assets.feedback import user_feedback
-from assets.jobs import data_job, feedback_job, nightly_job, training_job
+from assets.feedback import build_live_performance, user_feedback
+from assets.jobs import data_job, feedback_job, live_job, nightly_job, training_job
 from assets.partitions import DEFAULT_START_DATE, daily_partitions
-from assets.sensors import build_feedback_sensor
+from assets.sensors import build_feedback_sensor, build_live_performance_sensor
 from assets.training import evaluation_report, trained_model
 from pipeline.home import FlywheelHome
+from pipeline.task import load_task
 from resources import (
     FeedbackStoreResource,
     FlywheelStorage,
@@ -134,6 +135,7 @@ def build_defs(settings: Settings) -> Definitions:
         partitions = daily_partitions(settings.start_date)
         raw_data, cleaned_features = build_data_assets(partitions)
         checks = build_data_checks(raw_data, cleaned_features, partitions)
+        live_performance, live_check = build_live_performance(partitions)
     home = FlywheelHome.at(settings.home)
     feedback_url: str | EnvVar = (
         EnvVar("FLYWHEEL_FEEDBACK_URL")  # may hold a password: resolved at run time
@@ -145,12 +147,13 @@ def build_defs(settings: Settings) -> Definitions:
             raw_data,
             cleaned_features,
             user_feedback,
+            live_performance,
             trained_model,
             evaluation_report,
             deployed_model,
         ],
-        asset_checks=checks,
-        jobs=[data_job, training_job, nightly_job, feedback_job],
+        asset_checks=[*checks, live_check],
+        jobs=[data_job, training_job, nightly_job, feedback_job, live_job],
         schedules=[
             build_nightly_retrain(
                 nightly_job,
@@ -159,6 +162,8 @@ def build_defs(settings: Settings) -> Definitions:
                 timezone=settings.timezone,
                 run_config=settings.retrain_config,
                 default_status=settings.retrain_status,
+                # which days' labels mature each night: the task's (a YAML read, no data)
+                label_delay_days=load_task(settings.task_file).label_delay_days,
             )
         ],
         sensors=[
@@ -169,7 +174,14 @@ def build_defs(settings: Settings) -> Definitions:
                 interval_seconds=settings.feedback_interval_seconds,
                 run_config=settings.feedback_run_config,
                 default_status=settings.feedback_sensor_status,
-            )
+            ),
+            # beside the feedback sensor, with its own cursor; on and off with it
+            build_live_performance_sensor(
+                live_job,
+                first=dt.date.fromisoformat(settings.start_date),
+                interval_seconds=settings.feedback_interval_seconds,
+                default_status=settings.feedback_sensor_status,
+            ),
         ],
         # One process per run: the steps form a chain, and a process per step would import
         # torch again for every step (seconds each; most of a 365-day backfill's time).

@@ -8,6 +8,11 @@ partition set (``dagster/_scheduler/scheduler.py``: "has no partition set, so no
 up"), so a daemon that was down for three nights starts one run, not three. That one run fills
 every day missed since the newest ``cleaned_features`` partition (at most ``MAX_CATCHUP_DAYS``)
 as a single-run range, then retrains once on the newest window.
+
+Labels that mature: with the task's ``label_delay_days`` (D), the batch labels of day X become
+usable on X + D. The same run therefore starts early enough to re-materialize the
+``cleaned_features`` days whose labels matured since the last run (the D - 1 days before the
+first day it fills, for one missed night or none), so that batch labels arrive on their own.
 """
 
 from __future__ import annotations
@@ -62,19 +67,28 @@ def catch_up_start(day: dt.date, materialized: set[str], first: dt.date) -> dt.d
     )
 
 
+def matured_start(start: dt.date, first: dt.date, label_delay_days: int) -> dt.date:
+    """The first day of a run that fills ``start..`` (for the clock ``start + 1``, the run's
+    day): the oldest day whose batch labels matured since the previous run, whose clock was
+    ``start``. Day X matures on X + delay, so those are ``start + 1 - delay ..``."""
+    return max(first, start - dt.timedelta(days=max(label_delay_days - 1, 0)))
+
+
 def nightly_request(
     scheduled: dt.datetime,
     timezone: str,
     materialized: set[str],
     first: dt.date,
     run_config: Mapping[str, Any] | None = None,
+    label_delay_days: int = 0,
 ) -> RunRequest | SkipReason:
-    """The run of one tick: the previous day (and any days missed before it), then a retrain.
-    ``first`` is the first daily partition."""
+    """The run of one tick: the previous day (and any days missed before it, and the days whose
+    labels matured since the last run), then a retrain. ``first`` is the first daily partition."""
     day = previous_day(scheduled, timezone)
     if day < first:
         return SkipReason(f"{day} is before the first partition ({first})")
-    start = catch_up_start(day, materialized, first)
+    filled = catch_up_start(day, materialized, first)
+    start = matured_start(filled, first, label_delay_days) if materialized else filled
     tick = scheduled.isoformat(timespec="minutes")
     if start == day:
         reason = f"nightly retrain, tick {tick} ({timezone})"
@@ -84,8 +98,11 @@ def nightly_request(
             run_config=dict(run_config or {}),
             tags={PARTITION_TAG: day.isoformat(), REASON_TAG: reason},
         )
-    n = (day - start).days + 1
-    reason = f"nightly retrain, tick {tick} ({timezone}), catching up {n} missed days in one run"
+    n, matured = (day - filled).days + 1, (filled - start).days
+    reason = f"nightly retrain, tick {tick} ({timezone}), "
+    reason += f"catching up {n} missed days in one run" if n > 1 else "filling 1 day"
+    if matured:
+        reason += f", from {start}: the labels of {start} matured since the last run"
     return RunRequest(
         run_key=f"{start.isoformat()}...{day.isoformat()}",
         run_config=dict(run_config or {}),
@@ -114,8 +131,10 @@ def build_nightly_retrain(
     timezone: str = DEFAULT_TIMEZONE,
     run_config: Mapping[str, Any] | None = None,
     default_status: DefaultScheduleStatus = DefaultScheduleStatus.RUNNING,
+    label_delay_days: int = 0,
 ) -> ScheduleDefinition:
-    """``nightly_retrain`` of ``job`` for a cron and timezone; ``first``: the first partition."""
+    """``nightly_retrain`` of ``job`` for a cron and timezone; ``first``: the first partition;
+    ``label_delay_days``: the task's (which days' labels mature each night)."""
     ZoneInfo(timezone)  # an unknown timezone fails here, when the code location loads
 
     @schedule(
@@ -124,13 +143,14 @@ def build_nightly_retrain(
         cron_schedule=cron,
         execution_timezone=timezone,
         default_status=default_status,
-        description="Fill yesterday's partitions and retrain on the newest window; a missed"
-        " night is caught up once.",
+        description="Fill yesterday's partitions, re-materialize the days whose labels matured,"
+        " and retrain on the newest window; a missed night is caught up once.",
     )
     def _nightly_retrain(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
         materialized = context.instance.get_materialized_partitions(AssetKey("cleaned_features"))
         return nightly_request(
-            context.scheduled_execution_time, timezone, materialized, first, run_config
-        )
+            context.scheduled_execution_time, timezone, materialized, first, run_config,
+            label_delay_days,
+        )  # fmt: skip
 
     return _nightly_retrain

@@ -4,6 +4,7 @@ Both are partitioned by day, so they are built for the partitions ``definitions.
 (:func:`build_data_assets`).
 """
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     BackfillPolicy,
+    Config,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
@@ -19,9 +21,11 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
+from pydantic import Field
 
 from assets.metadata import preview
 from assets.partitions import partition_days
+from pipeline.data.maturity import run_clock
 from pipeline.data.sources import SourceError
 from pipeline.data.storage import CachedReader
 from pipeline.steps import build_features_day, ingest_day, keep_unassigned
@@ -29,6 +33,16 @@ from resources import FlywheelStorage, TaskSource
 
 # cleaned_features[D] reads raw_data[D] and, for lagged rates, up to this many earlier days.
 HISTORY_DAYS = 31
+
+
+class FeaturesConfig(Config):
+    """The clock of ``cleaned_features``: which days' batch labels have matured."""
+
+    as_of: str = Field(
+        default="",
+        description="The run's clock (YYYY-MM-DD) for the task's label_delay_days; empty: today"
+        " (UTC). For backtests and tests.",
+    )
 
 
 def _run_days(context: AssetExecutionContext, step: Callable[[Any], Any], what: str) -> list[Any]:
@@ -113,15 +127,19 @@ def build_data_assets(
         tags={"layer": "features"},
     )
     def cleaned_features(
-        context: AssetExecutionContext, task: TaskSource, storage: FlywheelStorage
+        context: AssetExecutionContext,
+        config: FeaturesConfig,
+        task: TaskSource,
+        storage: FlywheelStorage,
     ) -> MaterializeResult:
-        """Typed rows of each day with the label and lagged rates; bad rows quarantined beside."""
-        spec = task.spec()
+        """Typed rows of each day with the label (once matured) and lagged rates; bad rows
+        quarantined beside."""
+        spec, as_of = task.spec(), run_clock(config.as_of, dt.datetime.now(dt.UTC))
         raw, store = storage.partitions("raw_data"), storage.partitions("cleaned_features")
         if spec.max_lag_days > HISTORY_DAYS:
             raise Failure(f"lagged rates over {spec.max_lag_days} days: at most {HISTORY_DAYS}")
         reader = CachedReader(raw, spec.max_lag_days)  # each raw day read once in this run
-        step = lambda day: build_features_day(spec, raw, store, day, reader)  # noqa: E731
+        step = lambda day: build_features_day(spec, raw, store, day, reader, as_of)  # noqa: E731
         for r in _run_days(context, step, "cleaned_features"):
             context.add_asset_metadata(
                 {
@@ -131,6 +149,10 @@ def build_data_assets(
                     "quarantine_reasons": MetadataValue.json(r.quarantine_reasons),
                     "quarantine_path": MetadataValue.path(str(r.quarantine_path)),
                     "positive_rate": r.positive_rate,
+                    "labelled": r.labelled,
+                    "unlabelled_rows": r.unlabelled_rows,
+                    "label_matures_on": str(r.label_matures_on),
+                    "as_of": as_of.isoformat(),
                     "history_days_missing": MetadataValue.json(r.history_days_missing),
                     "preview": preview(r.frame),
                 },

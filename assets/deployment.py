@@ -7,8 +7,8 @@ from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from assets.metadata import md_text
+from pipeline.evaluation import evaluate_version
 from pipeline.gate import Decision, GatePolicy, deploy
-from pipeline.steps import evaluate_version
 from resources import FlywheelStorage, TaskSource
 
 _GATE = GatePolicy()

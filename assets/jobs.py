@@ -5,6 +5,7 @@ from dagster import AssetSelection, define_asset_job
 
 DATA = AssetSelection.assets("raw_data", "cleaned_features")
 TRAINING = AssetSelection.assets("trained_model", "evaluation_report", "deployed_model")
+LIVE = AssetSelection.assets("live_performance")
 
 data_job = define_asset_job(
     "data_job",
@@ -18,9 +19,15 @@ training_job = define_asset_job(
 )
 nightly_job = define_asset_job(
     "nightly_job",
-    selection=DATA | TRAINING,
-    description="Fill the previous day's raw_data and cleaned_features, retrain on the newest"
-    " window, evaluate against the champion and run the gate.",
+    selection=DATA | LIVE | TRAINING,
+    description="Fill the previous day's raw_data and cleaned_features (and re-materialize the"
+    " days whose labels matured), refresh their live_performance, retrain on the newest window,"
+    " evaluate against the champion and run the gate.",
+)
+live_job = define_asset_job(
+    "live_job",
+    selection=LIVE,
+    description="Refresh live_performance (the served versions on labelled predictions) of days.",
 )
 feedback_job = define_asset_job(
     "feedback_job",

@@ -14,6 +14,7 @@ pending run's status, the store's summary) and turns their answer into a ``RunRe
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import asdict, dataclass, replace
@@ -30,8 +31,11 @@ from dagster import (
     sensor,
 )
 
+from assets.partitions import range_tags
+from pipeline.feedback.queries import records_with_feedback_between
 from pipeline.feedback.store import FeedbackSummary
-from resources import FeedbackStoreResource
+from pipeline.live import record_days
+from resources import FeedbackStoreResource, TaskSource
 
 RUN_KEY_TAG = "flywheel/feedback_run_key"
 FEEDBACK_IDS_TAG = "flywheel/feedback_ids"
@@ -192,3 +196,80 @@ def build_feedback_sensor(
         return SensorResult(run_requests=[request], cursor=decision.cursor.dump())
 
     return feedback_sensor
+
+
+# -- live performance ---------------------------------------------------------------------------
+LIVE_RUN_KEY_TAG = "flywheel/live_run_key"
+
+
+@dataclass(frozen=True)
+class LiveDecision:
+    """A tick of ``live_performance_sensor``: skip (with why), or refresh ``first..last``."""
+
+    acted: int  # the new cursor: the newest feedback id accounted for
+    skip: str | None = None
+    run_key: str | None = None
+    first: dt.date | None = None
+    last: dt.date | None = None
+
+
+def decide_live_run(
+    acted: int, newest: int, days: list[dt.date], first: dt.date, last: dt.date
+) -> LiveDecision:
+    """Feedback ids ``acted + 1 .. newest`` touched the prediction ``days``: one run over the
+    range of those that are partitions (``first..last``), keyed by the ids so a tick never
+    requests the same work twice."""
+    if newest <= acted:
+        return LiveDecision(acted, skip=f"no new feedback after id {acted}")
+    inside = sorted({d for d in days if first <= d <= last})
+    if not inside:
+        return LiveDecision(
+            newest, skip=f"feedback {acted + 1}-{newest} touched no day in {first}..{last}"
+        )
+    key = f"live-{acted + 1}-{newest}"
+    return LiveDecision(newest, run_key=key, first=inside[0], last=inside[-1])
+
+
+def build_live_performance_sensor(
+    job: Any,
+    first: dt.date,
+    interval_seconds: int = 30,
+    default_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED,
+) -> SensorDefinition:
+    """Keeps ``live_performance`` current: each tick, one run (a single-run backfill) over the
+    days of the predictions that new feedback labelled. Cursor: the newest feedback id."""
+
+    @sensor(
+        name="live_performance_sensor",
+        job=job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=default_status,
+        description="Refreshes live_performance for the days that new feedback touched.",
+    )
+    def live_performance_sensor(
+        context: SensorEvaluationContext, feedback: FeedbackStoreResource, task: TaskSource
+    ):
+        acted = int(json.loads(context.cursor)["acted"]) if context.cursor else 0
+        store = feedback.store()
+        if store.schema_version() is None:
+            return SensorResult(skip_reason="the feedback store has no tables yet (serve first)")
+        newest = store.newest_feedback_id()
+        records = records_with_feedback_between(store, acted, newest) if newest > acted else []
+        days = list(record_days(records, task.spec()))
+        last = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)  # the newest partition
+        decision = decide_live_run(acted, newest, days, first, last)
+        cursor = json.dumps({"acted": decision.acted})
+        if decision.skip:
+            return SensorResult(skip_reason=decision.skip, cursor=cursor)
+        assert decision.first and decision.last and decision.run_key
+        tags = {LIVE_RUN_KEY_TAG: decision.run_key, FEEDBACK_IDS_TAG: f"{acted + 1}-{newest}"}
+        if decision.first == decision.last:
+            request = RunRequest(run_key=decision.run_key, partition_key=str(decision.first),
+                                 tags=tags)  # fmt: skip
+        else:
+            request = RunRequest(
+                run_key=decision.run_key, tags={**tags, **range_tags(decision.first, decision.last)}
+            )
+        return SensorResult(run_requests=[request], cursor=cursor)
+
+    return live_performance_sensor

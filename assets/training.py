@@ -8,8 +8,9 @@ from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from assets.metadata import plots_markdown
+from pipeline.evaluation import evaluate_version
 from pipeline.model.params import TrainParams
-from pipeline.steps import evaluate_version, train_version
+from pipeline.steps import train_version
 from resources import FlywheelStorage, TaskSource
 
 _DEFAULTS = TrainParams()
@@ -55,6 +56,11 @@ class TrainingConfig(Config):
         default=1.0,
         description="How many window rows each user_feedback example counts as; 0: ignore them.",
     )
+    as_of: str = Field(
+        default="",
+        description="The run's clock (YYYY-MM-DD): batch labels of days within the task's"
+        " label_delay_days of it are hidden; empty: the stored labels as they matured.",
+    )
     min_train_days: int = Field(
         default=1,
         description="Fewest training days left after leaving out days whose latest blocking"
@@ -62,7 +68,7 @@ class TrainingConfig(Config):
     )
 
     def params(self) -> TrainParams:
-        values = self.model_dump(exclude={"end_date", "feedback_weight", "min_train_days"})
+        values = self.model_dump(exclude={"end_date", "feedback_weight", "min_train_days", "as_of"})
         return TrainParams(**values)
 
 
@@ -94,6 +100,7 @@ def trained_model(
         extra_weight=config.feedback_weight,
         left_out=layout.verdicts().left_out(features.days()),
         min_train_days=config.min_train_days,
+        as_of=dt.date.fromisoformat(config.as_of) if config.as_of else None,
     )  # fmt: skip
     window = result.window.to_dict()
     return Output(
@@ -108,6 +115,9 @@ def trained_model(
             "dagster/row_count": result.rows,
             "val_rows": result.val_rows,
             "feedback_rows": result.feedback_rows,
+            "feedback_superseded": result.training["feedback_superseded"],
+            "holdout_batch_rows": result.training["holdout_rows"]["batch"],
+            "holdout_feedback_rows": result.training["holdout_rows"]["feedback"],
             "epochs_run": result.epochs_run,
             "best_val_loss": result.best_val_loss,
             "threshold": result.threshold,
@@ -159,6 +169,8 @@ def evaluation_report(
             "log_loss": ch["log_loss"],
             "f1": ch["f1"],
             "dagster/row_count": report["rows"],
+            "holdout_batch_rows": report["holdout_rows"]["batch"],
+            "holdout_feedback_rows": report["holdout_rows"]["feedback"],
             "days_left_out": MetadataValue.json(report["days_left_out"]),
             "metrics": MetadataValue.md(_metrics_table(report)),
             "confusion_matrix": MetadataValue.json(ch["confusion_matrix"]),

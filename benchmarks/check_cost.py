@@ -45,7 +45,9 @@ from resources import FlywheelStorage, JsonIOManager, TaskSource
 # The assets and checks exactly as definitions.py builds them.
 _DEFS = build_defs(Settings())
 raw_data, cleaned_features = (_DEFS.get_assets_def(k) for k in ("raw_data", "cleaned_features"))
-raw_data_expectations, cleaned_features_expectations = _DEFS.asset_checks
+_CHECKS = {next(iter(c.check_keys)).name: c for c in _DEFS.asset_checks}
+raw_data_expectations = _CHECKS["raw_data_expectations"]
+cleaned_features_expectations = _CHECKS["cleaned_features_expectations"]
 
 GOAL = 1.30
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -44,11 +44,12 @@ from benchmarks._common import (
     write_results,
 )
 from pipeline.data.sources import make_source
+from pipeline.evaluation import evaluate_version
 from pipeline.gate import SCORES_FILE, GatePolicy, judge
 from pipeline.home import FlywheelHome
 from pipeline.model.comparison import compare
 from pipeline.model.params import TrainParams
-from pipeline.steps import build_features_day, evaluate_version, ingest_day, train_version
+from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
 
 END = dt.date(2025, 10, 14)  # replays mid-October 2013

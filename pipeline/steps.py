@@ -12,57 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from pipeline.data.cleaning import clean_day
 from pipeline.data.lagged import history_of, lag_tables
+from pipeline.data.maturity import label_matured, matures_on
 from pipeline.data.sources import Source
 from pipeline.data.storage import CachedReader, PartitionStore, write_parquet_atomic
-from pipeline.gate import SCORES_FILE, members_columns
+from pipeline.evaluation import by_source
+from pipeline.labelled import HOLDOUT_FILE, Window, select_rows
 from pipeline.model.params import TrainingError, TrainParams
-from pipeline.model.registry import ModelRegistry, ModelVersionError
+from pipeline.model.registry import ModelRegistry
 from pipeline.task import LABEL_COLUMN, TaskSpec
-
-
-class EvaluationError(RuntimeError):
-    """The evaluation could not run; the message says why."""
-
-
-def days_ending(end: dt.date, n: int) -> list[dt.date]:
-    """The ``n`` days ending with ``end`` (inclusive), oldest first."""
-    return [end - dt.timedelta(days=i) for i in range(n - 1, -1, -1)]
-
-
-@dataclass(frozen=True)
-class Window:
-    train_days: list[dt.date]
-    holdout_days: list[dt.date]
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "train_start": self.train_days[0].isoformat(),
-            "train_end": self.train_days[-1].isoformat(),
-            "holdout_start": self.holdout_days[0].isoformat(),
-            "holdout_end": self.holdout_days[-1].isoformat(),
-        }
-
-
-def choose_window(
-    available: list[dt.date], window_days: int, holdout_days: int, end: dt.date | None = None
-) -> Window:
-    """The latest ``holdout_days`` (ending at ``end`` or the newest available day) are held
-    out; training takes the ``window_days`` days before them. The split is by time."""
-    if end is None:
-        if not available:
-            raise TrainingError(
-                "no cleaned_features partitions exist yet: materialize raw_data and"
-                " cleaned_features first"
-            )
-        end = max(available)
-    holdout = days_ending(end, holdout_days)
-    train = days_ending(holdout[0] - dt.timedelta(days=1), window_days)
-    return Window(train, holdout)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -108,6 +69,12 @@ class FeatureDay:
     history_days_missing: list[str]
     frame: pd.DataFrame
     quarantine_path: Path
+    labelled: bool = True
+    label_matures_on: dt.date | None = None
+
+    @property
+    def unlabelled_rows(self) -> int:
+        return 0 if self.labelled else self.rows
 
 
 def build_features_day(
@@ -116,10 +83,13 @@ def build_features_day(
     features: PartitionStore,
     day: dt.date,
     reader: CachedReader | None = None,
+    as_of: dt.date | None = None,
 ) -> FeatureDay:
     """Cleans the day's raw rows, adds lagged rates from earlier days, replaces the partition.
 
     A run over many days passes one ``reader`` for all of them, so each raw day is read once.
+    ``as_of`` is the run's clock: until ``spec.label_delay_days`` have passed since ``day`` its
+    rows are kept unlabelled (label NaN). None: every label is usable.
     """
     reader = reader or CachedReader(raw, spec.max_lag_days)
     if not raw.exists(day):
@@ -139,7 +109,8 @@ def build_features_day(
             f" under {raw.root}: {err}"
         ) from err
     history = history_of(spec, reader, found)
-    result = clean_day(today, day, spec, history)
+    labelled = as_of is None or label_matured(day, as_of, spec.label_delay_days)
+    result = clean_day(today, day, spec, history, labelled=labelled)
     features.write(day, result.features, result.quarantine)
     rows = len(result.features)
     return FeatureDay(
@@ -147,10 +118,12 @@ def build_features_day(
         rows=rows,
         quarantined=len(result.quarantine),
         quarantine_reasons=result.quarantine_reasons,
-        positive_rate=float(result.features[LABEL_COLUMN].mean()) if rows else None,
+        positive_rate=float(result.features[LABEL_COLUMN].mean()) if rows and labelled else None,
         history_days_missing=[d.isoformat() for d in missing_history],
         frame=result.features,
         quarantine_path=features.quarantine_path(day),
+        labelled=labelled,
+        label_matures_on=matures_on(day, spec.label_delay_days),
     )
 
 
@@ -188,6 +161,7 @@ def train_version(
     extra_weight: float = 1.0,
     left_out: dict[str, str] | None = None,
     min_train_days: int = 1,
+    as_of: dt.date | None = None,
 ) -> TrainedVersion:
     """Trains a challenger on the window before the holdout days and saves it as a version.
 
@@ -196,11 +170,17 @@ def train_version(
 
     With ``raw`` (the raw_data store) the version also gets ``serving.json``: the task and the
     lagged-rate tables as of the day after its holdout, all that serving needs besides the
-    weights. ``extra`` (cleaned feedback examples) joins training with weight ``extra_weight``.
+    weights. ``extra`` (cleaned feedback examples) joins training with weight ``extra_weight``
+    on the training days, and the holdout on the holdout days (windows of labelled days; a
+    matured batch row wins over feedback for the same event: :func:`pipeline.labelled.select_rows`).
+    ``as_of`` (the run's clock) hides stored batch labels that had not matured by then.
     """
     from pipeline.model.training import train_model  # torch and Lightning: only here
 
-    window = choose_window(features.days(), params.window_days, params.holdout_days, end)
+    nominal_out = {dt.date.fromisoformat(d) for d in (left_out or {})}
+    chosen = select_rows(spec, features, params.window_days, params.holdout_days, extra, end,
+                         as_of, frozenset(nominal_out))  # fmt: skip
+    window = chosen.window
     nominal = {d.isoformat() for d in (*window.train_days, *window.holdout_days)}
     left_out = {d: why for d, why in sorted((left_out or {}).items()) if d in nominal}
     train_days = [d for d in window.train_days if d.isoformat() not in left_out]
@@ -213,13 +193,15 @@ def train_version(
             f" {window.train_days[0]}..{window.holdout_days[-1]}; left out by failed blocking"
             f" data checks: {left_out or 'none'}"
         )
-    frame, missing = features.read_many(train_days)
+    frame, missing = chosen.train, chosen.missing
     if frame.empty:
         raise TrainingError(
-            "no cleaned rows in the training window"
+            "no labelled cleaned rows in the training window"
             f" {window.train_days[0]}..{window.train_days[-1]}"
-            f" ({len(missing)} of {len(window.train_days)} days not materialized)"
+            f" ({len(missing)} of {len(window.train_days)} days not materialized; labels of a"
+            f" day are usable {spec.label_delay_days} day(s) after it)"
         )
+    extra = chosen.feedback
     outcome = train_model(frame, spec, params, root_dir, on_epoch, extra, extra_weight)
     training = {
         "task": spec.name,
@@ -238,96 +220,23 @@ def train_version(
         "seconds": round(outcome.seconds, 2),
         "params": params.to_dict(),
         "parameter_count": outcome.parameter_count,
-        "feedback_rows": 0 if extra is None else len(extra),
+        "feedback_rows": len(extra),
         "feedback_weight": extra_weight,
+        "feedback_rows_by_day": chosen.feedback_days,
+        "feedback_superseded": chosen.superseded,
+        "holdout_rows": by_source(chosen.holdout),
+        "label_delay_days": spec.label_delay_days,
+        "as_of": as_of.isoformat() if as_of else None,
     }
     documents = None
     if raw is not None:
         as_of = window.holdout_days[-1] + dt.timedelta(days=1)
         documents = {"serving.json": {"task": spec.to_mapping(), **lag_tables(spec, raw, as_of)}}
     version = registry.save_version(outcome.module, outcome.preprocessor, training, documents)
+    write_parquet_atomic(chosen.holdout, registry.path(version) / HOLDOUT_FILE)
     shown = ("rows", "val_rows", "feedback_rows", "epochs_run", "best_val_loss", "threshold",
              "parameter_count", "seconds", "train_days_missing", "days_left_out")  # fmt: skip
     return TrainedVersion(
         version, registry.path(version), window, **{k: training[k] for k in shown},
         training=training,
     )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """The evaluation report (``evaluation.json``) and its plots (PNG, also in the version)."""
-
-    report: dict[str, Any]
-    plots: dict[str, bytes]
-    path: Path
-
-
-def evaluate_version(
-    features: PartitionStore,
-    registry: ModelRegistry,
-    version: str,
-    slice_columns: tuple[str, ...] = (),
-) -> Evaluation:
-    """Scores the challenger and the current champion on the challenger's holdout days.
-
-    The rows' labels and both models' scores (and the ``slice_columns``) are kept in the
-    version as ``holdout_scores.parquet``, for the gate's paired comparison.
-    """
-    from pipeline.model import metrics
-    from pipeline.model.plots import plots
-    from pipeline.model.training import predict_frame, predict_members
-
-    challenger = registry.load(version)
-    holdout = [dt.date.fromisoformat(d) for d in challenger.training["holdout_days"]]
-    frame, missing = features.read_many(holdout)
-    if frame.empty:
-        raise EvaluationError(
-            f"no cleaned rows on the holdout days {holdout[0]}..{holdout[-1]} of version {version}"
-        )
-    y = frame[LABEL_COLUMN].to_numpy(dtype=np.float64)
-    scores = {"challenger": predict_frame(challenger.module, challenger.preprocessor, frame)}
-    members = {"challenger": predict_members(challenger.module, challenger.preprocessor, frame)}
-    report: dict[str, Any] = {
-        "version": version,
-        "holdout_days": [d.isoformat() for d in holdout],
-        "holdout_days_missing": [d.isoformat() for d in missing],
-        "days_left_out": challenger.training.get("days_left_out", {}),
-        "rows": len(frame),
-        "challenger": metrics.evaluate(y, scores["challenger"], challenger.threshold),
-        "prior_baseline": metrics.prior_baseline(y, challenger.training["prior"]),
-        "champion": registry.champion(),
-        "champion_metrics": None,
-        "champion_error": None,
-        "out_of_vocabulary": challenger.preprocessor.oov_counts(frame),
-    }
-    champion = report["champion"]
-    if champion and champion != version:
-        try:
-            loaded = registry.load(champion)
-            scores["champion"] = predict_frame(loaded.module, loaded.preprocessor, frame)
-            members["champion"] = predict_members(loaded.module, loaded.preprocessor, frame)
-            report["champion_metrics"] = metrics.evaluate(y, scores["champion"], loaded.threshold)
-        except ModelVersionError as err:
-            report["champion_error"] = str(err)
-    pngs = plots(y, scores)
-    folder = registry.path(version)
-    kept = pd.DataFrame(
-        {
-            "y": y,
-            "challenger": scores["challenger"].astype(np.float64),
-            "champion": scores["champion"].astype(np.float64) if "champion" in scores else np.nan,
-            **{c: frame[c].astype(str).to_numpy() for c in slice_columns if c in frame.columns},
-            **{  # each ensemble member's own scores: the gate's measure of retraining noise
-                column: values[:, j].astype(np.float64)
-                for model, values in members.items()
-                for j, column in enumerate(members_columns(model, values.shape[1]))
-            },
-        }
-    )
-    write_parquet_atomic(kept, folder / SCORES_FILE)
-    for name, png in pngs.items():
-        (folder / f"{name}.png").write_bytes(png)
-    path = registry.attach(version, "evaluation.json", report)
-    report["report_path"] = str(path)
-    return Evaluation(report, pngs, path)

@@ -73,6 +73,7 @@ class TaskSpec:
     checks: tuple[tuple[str, ColumnRule], ...] = ()
     key: tuple[str, ...] = ()
     slices: tuple[str, ...] = ()  # columns whose values the gate compares one by one
+    label_delay_days: int = 0  # a batch label is usable once this many days passed since its day
     origin: str = field(default="<built-in>", compare=False)
 
     @property
@@ -147,11 +148,13 @@ class TaskSpec:
             "checks": checks,
             "key": list(self.key),
             "slices": list(self.slices),
+            "label_delay_days": self.label_delay_days,
         }
 
 
 _TOP_KEYS = {
-    "name", "source", "timestamp", "label", "features", "exclude", "checks", "key", "slices"
+    "name", "source", "timestamp", "label", "features", "exclude", "checks", "key", "slices",
+    "label_delay_days",
 }  # fmt: skip
 _REQUIRED_TOP = {"name", "source", "timestamp", "label", "features"}
 _SOURCE_KEYS = {"kind", "path", "encoding"}
@@ -326,6 +329,13 @@ def parse_task(data: Any, origin: str = "<task>", base_dir: Path | None = None) 
                 " known at prediction time)"
             )
 
+    delay = data.get("label_delay_days", 0)
+    if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+        raise TaskSpecError(
+            f"{origin}: 'label_delay_days' must be a whole number of days >= 0 (how long a batch"
+            f" label takes to arrive), got {delay!r}"
+        )
+
     return TaskSpec(
         name=str(data["name"]),
         source=SourceSpec(kind=src["kind"], path=path, encoding=encoding),
@@ -339,6 +349,7 @@ def parse_task(data: Any, origin: str = "<task>", base_dir: Path | None = None) 
         checks=checks,
         key=key,
         slices=slices,
+        label_delay_days=delay,
         origin=origin,
     )
 

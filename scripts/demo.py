@@ -1,4 +1,6 @@
-"""``make demo``: the whole graph on the default data for the 67 days ending yesterday.
+"""``make demo``: the whole graph on the default data, for the days ending yesterday that the
+labelled window needs: 60 training and 7 holdout days whose batch labels have matured (the
+flights task's ``label_delay_days``, 30), and the 29 newer days, kept unlabelled.
 
 Runs in this process against the Dagster instance in ``DAGSTER_HOME``, so every run shows in
 ``make dev``: one run of ``data_job`` over the days (a single-run backfill), then one run of
@@ -17,21 +19,29 @@ from dagster import DagsterInstance
 from assets.partitions import range_tags
 from definitions import SETTINGS, defs
 from pipeline.home import FlywheelHome
+from pipeline.labelled import day_is_labelled, days_ending
 from pipeline.model.params import TrainParams
-from pipeline.steps import days_ending
+from pipeline.task import load_task
 
 
 def main() -> int:
     started = time.perf_counter()
-    params = TrainParams()
-    end = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    days = days_ending(end, params.window_days + params.holdout_days)
+    params, spec = TrainParams(), load_task(SETTINGS.task_file)
+    today = dt.datetime.now(dt.UTC).date()
+    yesterday = today - dt.timedelta(days=1)
+    end = min(yesterday, today - dt.timedelta(days=spec.label_delay_days))  # newest labelled day
+    unlabelled = (yesterday - end).days
+    days = days_ending(yesterday, params.window_days + params.holdout_days + unlabelled)
     instance = DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     home = FlywheelHome.at(SETTINGS.home)  # the layout the assets write
     features, registry = home.partitions("cleaned_features"), home.registry()
 
-    missing = [d for d in days if not features.exists(d)]
+    # Missing days, and days stored before their labels matured.
+    missing = [
+        d for d in days
+        if not features.exists(d) or (d <= end and not day_is_labelled(features, d, spec, None))
+    ]  # fmt: skip
     if missing:
         print(
             f"materializing raw_data and cleaned_features for {missing[0]}..{missing[-1]} (one run)"
@@ -71,6 +81,12 @@ def main() -> int:
     report = registry.read_json(version, "evaluation.json")
     ch, window = report["challenger"], registry.read_json(version, "training.json")["window"]
     print()
+    if unlabelled:
+        print(
+            f"labels          batch labels usable {spec.label_delay_days} days after their day:"
+            f" {days[0]}..{end} labelled, {end + dt.timedelta(days=1)}..{yesterday}"
+            f" ({unlabelled} days) kept unlabelled"
+        )
     print(f"model version   {version}")
     print(f"trained on      {window['train_start']}..{window['train_end']}")
     print(

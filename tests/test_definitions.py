@@ -11,8 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = {"raw_data", "cleaned_features", "user_feedback", "trained_model", "evaluation_report",
-          "deployed_model"}  # fmt: skip
-JOBS = {"data_job", "training_job", "nightly_job", "feedback_job"}
+          "deployed_model", "live_performance"}  # fmt: skip
+JOBS = {"data_job", "training_job", "nightly_job", "feedback_job", "live_job"}
 
 
 def test_definitions_load_and_resolve(flywheel_env: Path):
@@ -31,13 +31,15 @@ def test_definitions_load_and_resolve(flywheel_env: Path):
     assert selected["data_job"] == {"raw_data", "cleaned_features"}
     assert selected["training_job"] == {"trained_model", "evaluation_report", "deployed_model"}
     assert selected["nightly_job"] == ASSETS - {"user_feedback"}
-    assert selected["feedback_job"] == ASSETS - {"raw_data", "cleaned_features"}
+    assert selected["feedback_job"] == ASSETS - {"raw_data", "cleaned_features", "live_performance"}
+    assert selected["live_job"] == {"live_performance"}
     for name in JOBS:  # one process per run, set once for every job
         assert defs.resolve_job_def(name).executor_def.name == "in_process"
     assert defs.resolve_schedule_def("nightly_retrain").job_name == "nightly_job"
     assert defs.resolve_sensor_def("feedback_sensor").job_name == "feedback_job"
+    assert defs.resolve_sensor_def("live_performance_sensor").job_name == "live_job"
     checks = {k.name for k in repo.asset_graph.asset_check_keys}
-    assert checks == {"raw_data_expectations", "cleaned_features_expectations"}
+    assert checks == {"raw_data_expectations", "cleaned_features_expectations", "live_auc_holds"}
 
 
 def test_settings_come_from_the_environment_only_through_definitions(tmp_path: Path):
@@ -127,4 +129,4 @@ def test_dg_check_and_list_defs(tmp_path: Path):
     assert {a["asset_key"] for a in data["assets"]} == ASSETS
     assert {j["name"] for j in data["jobs"]} >= JOBS
     assert [s["name"] for s in data["schedules"]] == ["nightly_retrain"]
-    assert [s["name"] for s in data["sensors"]] == ["feedback_sensor"]
+    assert [s["name"] for s in data["sensors"]] == ["feedback_sensor", "live_performance_sensor"]

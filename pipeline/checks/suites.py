@@ -118,10 +118,11 @@ def feature_rules(
     ex = import_gx().expectations
     expected = [spec.timestamp, LABEL_COLUMN, *spec.model_categorical, *spec.model_numeric]
     label = LABEL_COLUMN
+    # "label is never null" is answered per day in validate_features: a day whose batch labels
+    # have not matured is unlabelled whole, which one validation of many days cannot tell.
     rules = [
         Rule("has every model column", ERROR,
              ex.ExpectTableColumnsToMatchSet(column_set=expected, exact_match=False)),
-        Rule("label is never null", ERROR, ex.ExpectColumnValuesToNotBeNull(column=label), label),
         Rule("label is 0 or 1", ERROR,
              ex.ExpectColumnValuesToBeInSet(column=label, value_set=[0, 1]), label),
     ]  # fmt: skip
@@ -215,6 +216,16 @@ def validate_features(
                      observed_value=round(q / total, 4) if total else 0.0, element_count=total,
                      unexpected_count=q, sample_unexpected=list(reasons[:SAMPLE_SIZE])),
         ]  # fmt: skip
+        labels = label_values(frame) if len(frame) else np.zeros(0)
+        nulls = int(np.isnan(labels).sum())
+        whole = bool(len(labels)) and nulls == len(labels)  # not matured yet: unlabelled whole
+        computed.append(
+            outcome(None, rule="label is never null", column=LABEL_COLUMN, severity=ERROR,
+                    success=nulls == 0 or whole,
+                    observed_value="unlabelled day (labels not matured)" if whole else nulls,
+                    element_count=len(labels), unexpected_count=0 if whole else nulls,
+                    sample_unexpected=[])
+        )  # fmt: skip
         psi = shift.psi.get(day, {})
         computed += label_outcomes(day, counts, shift.auc.get(day), version,
                                    shift.auc_note.get(day))  # fmt: skip

@@ -69,6 +69,7 @@ def clean_day(
     day: dt.date,
     spec: TaskSpec,
     history: pd.DataFrame | Sequence[HistoryPiece] | None = None,
+    labelled: bool = True,
 ) -> CleanResult:
     """Cleans the raw rows of ``day``.
 
@@ -79,6 +80,9 @@ def clean_day(
         history: raw rows of earlier days, used only for the lagged rates; any rows on or after
             ``day`` in it are ignored. Or those rows as :class:`HistoryPiece` s (e.g. one per
             raw day, built once per run): the same result, without re-reading them.
+        labelled: False while the day's batch labels have not matured
+            (:mod:`pipeline.data.maturity`): the label column is then NaN and never a reason
+            to quarantine a row.
 
     Returns:
         The typed features (timestamp, label, categorical, numeric, calendar and lagged-rate
@@ -106,8 +110,11 @@ def clean_day(
         ts.notna() & ((ts < start) | (ts >= start + pd.Timedelta(days=1))),
         f"timestamp: {spec.timestamp!r} is not on {day}",
     )
-    label, label_reason = compute_labels(raw, spec)
-    flag(label_reason != "", label_reason.to_numpy(dtype=object))
+    if labelled:
+        label, label_reason = compute_labels(raw, spec)
+        flag(label_reason != "", label_reason.to_numpy(dtype=object))
+    else:  # not known yet: kept unlabelled, whatever the source holds in the column today
+        label = pd.Series(np.nan, index=raw.index, dtype="float64")
 
     out: dict[str, pd.Series | np.ndarray] = {spec.timestamp: ts, LABEL_COLUMN: label}
     for col in spec.categorical:
@@ -152,5 +159,6 @@ def clean_day(
     features = pd.DataFrame(out, index=raw.index)
     if bad.any():
         features = features.loc[clean].reset_index(drop=True)
-    features[LABEL_COLUMN] = features[LABEL_COLUMN].astype("int8")
+    if labelled:  # an unlabelled day keeps its NaN labels as float64
+        features[LABEL_COLUMN] = features[LABEL_COLUMN].astype("int8")
     return CleanResult(features=features, quarantine=quarantine.reset_index(drop=True))

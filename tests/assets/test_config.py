@@ -4,7 +4,12 @@ from assets.deployment import DeployConfig
 from assets.training import TrainingConfig
 from pipeline.model.params import TrainParams
 
-RUN_ONLY = {"end_date", "feedback_weight", "min_train_days"}  # about the run, not the model
+RUN_ONLY = {
+    "end_date",
+    "feedback_weight",
+    "min_train_days",
+    "as_of",
+}  # about the run, not the model
 
 
 def test_training_config_mirrors_train_params():

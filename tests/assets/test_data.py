@@ -16,7 +16,8 @@ DAYS = [CHURN_START + dt.timedelta(days=i) for i in (4, 5, 6)]
 RAW_KEYS = {"dagster/row_count", "empty", "columns", "path", "preview"}
 FEATURE_KEYS = {
     "dagster/row_count", "empty", "quarantined_rows", "quarantine_reasons", "quarantine_path",
-    "positive_rate", "history_days_missing", "preview",
+    "positive_rate", "history_days_missing", "preview", "labelled", "unlabelled_rows",
+    "label_matures_on", "as_of",
 }  # fmt: skip
 
 
@@ -66,3 +67,32 @@ def test_a_range_run_leaves_every_day_its_metadata_and_files(tmp_path, churn_tas
             if day - dt.timedelta(k) < DAYS[0]
         ]
         assert len(f["preview"].splitlines()) == 7
+
+
+def test_days_whose_labels_have_not_matured_are_kept_unlabelled_and_counted(tmp_path):
+    """With label_delay_days 5 and the run's clock (as_of) 4 days after the last day, that day
+    is unlabelled (kept, counted, never quarantined for it) and the days before are labelled."""
+    from tests.helpers import write_churn_task
+
+    task = write_churn_task(tmp_path, label_delay_days=5)
+    home, instance = tmp_path / "home", DagsterInstance.ephemeral()
+    as_of = DAYS[-1] + dt.timedelta(days=4)
+    result = materialize(
+        [GRAPH["raw_data"], GRAPH["cleaned_features"]],
+        instance=instance,
+        resources=flywheel_resources(home, task),
+        run_config={"ops": {"cleaned_features": {"config": {"as_of": as_of.isoformat()}}}},
+        tags={
+            "dagster/asset_partition_range_start": DAYS[0].isoformat(),
+            "dagster/asset_partition_range_end": DAYS[-1].isoformat(),
+        },
+    )
+    assert result.success
+    meta = _materializations(instance, "cleaned_features")
+    last, before = meta[DAYS[-1].isoformat()], meta[DAYS[-2].isoformat()]
+    assert last["labelled"] is False and last["unlabelled_rows"] == last["dagster/row_count"] == 120
+    assert last["quarantined_rows"] == 0 and last["positive_rate"] is None
+    assert last["label_matures_on"] == (DAYS[-1] + dt.timedelta(days=5)).isoformat()
+    assert before["labelled"] is True and before["unlabelled_rows"] == 0
+    frame = PartitionStore(home / "cleaned_features").read(DAYS[-1])
+    assert len(frame) == 120 and frame["label"].isna().all()

@@ -181,7 +181,9 @@ def test_training_on_zero_rows_fails_and_champion_stays(churn_task: Path, flywhe
     champion = registry.champion()
     failed = train(flywheel_env, churn_task, end_date="2026-01-01")
     assert not failed.success
-    assert "no cleaned rows in the training window 2025-12-17..2025-12-28" in failure_text(failed)
+    assert "no labelled cleaned rows in the training window 2025-12-17..2025-12-28" in failure_text(
+        failed
+    )
     assert registry.champion() == champion
 
 

@@ -190,3 +190,33 @@ def test_tick_before_the_first_partition_is_skipped(instance: DagsterInstance):
     result = tick(schedule, instance, when)
     assert isinstance(result, SkipReason)
     assert "before the first partition" in result.skip_message
+
+
+@pytest.mark.parametrize(
+    ("stored_until", "first_day", "missed"),
+    [
+        # Clock 03-10: 02-08 matured today (02-08 + 30 days); the last run (clock 03-09) had
+        # 02-07. The run is one range, 02-08..03-09, so the days between are rewritten too.
+        (dt.date(2026, 3, 8), "2026-02-08", "filling 1 day"),
+        # Three nights missed: the labels of 02-06, 02-07 and 02-08 matured since.
+        (dt.date(2026, 3, 6), "2026-02-06", "catching up 3 missed days in one run"),
+    ],
+)
+def test_the_nightly_run_re_materializes_the_days_whose_labels_matured(
+    instance: DagsterInstance, stored_until: dt.date, first_day: str, missed: str
+):
+    schedule = build_nightly_retrain("0 2 * * *", "UTC", label_delay_days=30)
+    materialize(instance, dt.date(2026, 1, 1), stored_until)
+    request = tick(schedule, instance, dt.datetime(2026, 3, 10, 2, tzinfo=UTC))
+    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == first_day
+    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2026-03-09"
+    assert request.run_key == f"{first_day}...2026-03-09"
+    assert missed in request.tags[REASON_TAG]
+    assert f"from {first_day}: the labels of {first_day} matured" in request.tags[REASON_TAG]
+
+
+def test_a_one_day_delay_matures_yesterday_in_its_own_run(instance: DagsterInstance):
+    schedule = build_nightly_retrain("0 2 * * *", "UTC", label_delay_days=1)
+    materialize(instance, dt.date(2026, 3, 1), dt.date(2026, 3, 8))
+    request = tick(schedule, instance, dt.datetime(2026, 3, 10, 2, tzinfo=UTC))
+    assert request.partition_key == "2026-03-09"  # labelled on the clock 03-10 already

@@ -1,11 +1,17 @@
 """One real Dagster stack for the integration tests: code server, webserver and daemon on
 127.0.0.1, with 30 daily partitions (FLYWHEEL_START_DATE is 30 days before today, UTC), small
 training through FLYWHEEL_RETRAIN_CONFIG, and the nightly schedule every minute but stopped until
-a test starts it. The backfill and the nightly run are fixtures, so each test can run alone."""
+a test starts it. The backfill and the nightly run are fixtures, so each test can run alone.
+
+The task is the built-in flights task, whose batch labels mature after 30 days: the backfill
+(on today's clock) leaves every day but the first unlabelled. The nightly runs' clock (``as_of``
+in FLYWHEEL_RETRAIN_CONFIG) is 20 days ahead, so they label the 21 oldest days and the newest
+9 stay unlabelled, for feedback to fill (tests/integration/test_late_labels.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +27,22 @@ TODAY = dt.datetime.now(dt.UTC).date()
 START = TODAY - dt.timedelta(days=DAYS)
 PARTITIONS = [(START + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
 YESTERDAY = PARTITIONS[-1]
+CLOCK_AHEAD = 20  # the nightly runs' as_of: today + 20 days
+NEWEST_LABELLED = PARTITIONS[CLOCK_AHEAD]  # matured on that clock: today - 10 = START + 20
 
 SMALL_TRAINING = {
     "ops": {
         "trained_model": {
             "config": {"epochs": 2, "window_days": 7, "holdout_days": 2, "batch_size": 1024}
         }
+    }
+}
+NIGHTLY = {
+    "ops": {
+        **SMALL_TRAINING["ops"],
+        "cleaned_features": {
+            "config": {"as_of": (TODAY + dt.timedelta(days=CLOCK_AHEAD)).isoformat()}
+        },
     }
 }
 SCHEDULE = {
@@ -41,12 +57,15 @@ BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED",
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterStack]:
     root = tmp_path_factory.mktemp("dagster_stack")
     config = root / "retrain.yaml"
-    config.write_text(yaml.safe_dump(SMALL_TRAINING))
+    config.write_text(yaml.safe_dump(NIGHTLY))
     env = {
         "FLYWHEEL_START_DATE": START.isoformat(),
         "FLYWHEEL_RETRAIN_CRON": "* * * * *",
         "FLYWHEEL_RETRAIN_CONFIG": str(config),
         "FLYWHEEL_RETRAIN_DEFAULT_STATUS": "stopped",
+        # the sensors stay stopped until a test starts them; then they tick every 3 s
+        "FLYWHEEL_FEEDBACK_INTERVAL_SECONDS": "3",
+        "FLYWHEEL_FEEDBACK_RUN_CONFIG": json.dumps(SMALL_TRAINING),
     }
     stack = start_dagster(root, env)
     print(f"\ndagster stack at {stack.url}; logs in {stack.log_dir}")  # noqa: T201
@@ -118,6 +137,9 @@ def nightly_run(stack: DagsterStack, backfill: dict[str, Any]) -> dict[str, Any]
     finally:
         stop_schedule(stack, state_id)
     run["tags"] = {t["key"]: t["value"] for t in run["tags"]}
+    # What its gate decided, read now: later tests' runs (feedback, catch-up) rewrite the file.
+    done = stack.flywheel_home / "assets" / "deployed_model.json"
+    run["deployed_model"] = json.loads(done.read_text()) if done.is_file() else None
     return run
 
 

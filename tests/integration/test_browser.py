@@ -248,7 +248,11 @@ def test_ui_shows_assets_and_the_latest_evaluation_report(
 
 
 def test_materialize_trained_model_from_its_page(
-    stack: DagsterStack, backfill: dict[str, Any], browser, artifacts: Path
+    stack: DagsterStack,
+    backfill: dict[str, Any],
+    nightly_run: dict[str, Any],  # its clock labelled the days training needs (conftest)
+    browser,
+    artifacts: Path,
 ):
     """Materialize on the asset's page starts a run; the toast's View leads to the run's page,
     which shows the run succeed. Every field of trained_model's config has a default, so a plain

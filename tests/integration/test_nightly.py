@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -10,6 +9,8 @@ import pytest
 
 from pipeline.model.registry import ModelRegistry
 from tests.integration.conftest import (
+    NEWEST_LABELLED,
+    PARTITIONS,
     YESTERDAY,
     schedule_ticks,
     start_schedule,
@@ -24,16 +25,19 @@ def test_daemon_fires_nightly_retrain_and_deploys(stack: DagsterStack, nightly_r
     assert nightly_run["status"] == "SUCCESS", stack.logs()
     assert nightly_run["jobName"] == "nightly_job"
     tags = nightly_run["tags"]
-    assert tags["flywheel/partition"] == YESTERDAY
-    assert tags["dagster/partition"] == YESTERDAY
+    # Yesterday, and the 29 days before it whose labels matured since (flights: 30-day delay):
+    # one range, the whole backfilled month.
+    assert tags["flywheel/partition"] == f"{PARTITIONS[0]}...{YESTERDAY}"
+    assert tags["dagster/asset_partition_range_end"] == YESTERDAY
     assert tags["flywheel/reason"].startswith("nightly retrain, tick ")
 
-    decision = json.loads((stack.flywheel_home / "assets" / "deployed_model.json").read_text())
+    decision = nightly_run["deployed_model"]  # as the run left it (conftest)
     registry = ModelRegistry(stack.flywheel_home / "models")
-    assert decision["champion"] and registry.champion() == decision["champion"]
-    # After the backfill, the retrain used the newest window: it ends with yesterday.
+    assert decision["champion"] and registry.path(decision["champion"]).is_dir()
+    # The retrain used the newest labelled window: it ends with the newest day whose labels
+    # matured on the run's clock (as_of, 20 days ahead in this stack).
     training = registry.read_json(decision["challenger"], "training.json")
-    assert training["window"]["holdout_end"] == YESTERDAY
+    assert training["window"]["holdout_end"] == NEWEST_LABELLED
     assert training["train_days_missing"] == []
     # The schedule's run config reached the run: small training (epochs 2, 7 days).
     assert training["params"]["epochs"] == 2 and training["params"]["window_days"] == 7

@@ -13,11 +13,12 @@ import pytest
 
 from pipeline.data.sources import make_source
 from pipeline.data.storage import PartitionStore
+from pipeline.evaluation import evaluate_version
 from pipeline.gate import SCORES_FILE, GatePolicy, decide, deploy
 from pipeline.model.comparison import compare
 from pipeline.model.params import TrainParams
 from pipeline.model.registry import ModelRegistry
-from pipeline.steps import build_features_day, evaluate_version, ingest_day, train_version
+from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
 from tests.helpers import SERVE_DAY, build_home, scored, train_small
 

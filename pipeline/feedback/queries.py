@@ -1,0 +1,59 @@
+"""Reads of the feedback store for live performance: predictions with their newest feedback,
+and the predictions that new feedback touched."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import sqlalchemy as sa
+
+from pipeline.feedback.store import FeedbackStore, feedback, predictions
+
+
+def _latest_labels(upto_id: int | None = None):
+    """The newest feedback per prediction (id and label), as a subquery."""
+    query = sa.select(
+        feedback.c.prediction_id, sa.func.max(feedback.c.id).label("feedback_id")
+    ).group_by(feedback.c.prediction_id)
+    if upto_id is not None:
+        query = query.where(feedback.c.id <= upto_id)
+    newest = query.subquery()
+    return (
+        sa.select(newest.c.prediction_id, newest.c.feedback_id, feedback.c.label)
+        .join(feedback, feedback.c.id == newest.c.feedback_id)
+        .subquery()
+    )
+
+
+def scored_predictions(store: FeedbackStore) -> pd.DataFrame:
+    """Every prediction: ``prediction_id``, ``model_version``, ``score``, ``record`` (the logged
+    inputs, a dict), and its newest feedback's ``feedback_label`` (NaN without feedback)."""
+    latest = _latest_labels()
+    query = sa.select(
+        predictions.c.id.label("prediction_id"),
+        predictions.c.model_version,
+        predictions.c.score,
+        predictions.c.record,
+        latest.c.label.label("feedback_label"),
+    ).outerjoin(latest, latest.c.prediction_id == predictions.c.id)
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame(
+        rows, columns=["prediction_id", "model_version", "score", "record", "feedback_label"]
+    )
+    frame["record"] = [json.loads(r) for r in frame["record"]]
+    frame["feedback_label"] = pd.to_numeric(frame["feedback_label"]).astype("float64")
+    return frame
+
+
+def records_with_feedback_between(store: FeedbackStore, after_id: int, upto_id: int) -> list[dict]:
+    """The logged inputs of the predictions that feedback ids ``after_id + 1 .. upto_id``
+    labelled (the days those touch are the live_performance partitions to refresh)."""
+    query = (
+        sa.select(predictions.c.record)
+        .join(feedback, feedback.c.prediction_id == predictions.c.id)
+        .where(feedback.c.id > after_id, feedback.c.id <= upto_id)
+    )
+    with store.engine.connect() as conn:
+        return [json.loads(r) for (r,) in conn.execute(query).all()]
