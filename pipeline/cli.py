@@ -97,13 +97,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from pipeline.serving.app import create_app, run
 
+    registry = _registry(args)
+    registry.champion_record()  # a broken champion.json stops here, in one line (main)
     # Small models answer fastest on one thread; requests run in parallel on uvicorn's pool.
     torch.set_num_threads(args.torch_threads)
     store = _feedback_store(args)
     store.upgrade()
     token = os.environ.get("FLYWHEEL_API_TOKEN") or None
-    app = create_app(_registry(args), store, api_token=token, poll_seconds=args.poll_seconds)
-    print(f"serving {_registry(args).root} on http://{args.host}:{args.port} ({store!r})")
+    app = create_app(registry, store, api_token=token, poll_seconds=args.poll_seconds)
+    print(f"serving {registry.root} on http://{args.host}:{args.port} ({store!r})")
     run(app, host=args.host, port=args.port)
     return 0
 
