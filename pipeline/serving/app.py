@@ -7,8 +7,6 @@ feedback go to the feedback store (:mod:`pipeline.feedback.store`).
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, and
 # `Request` is imported inside create_app so that the web stack loads only when serving.
-import hmac
-import json
 from typing import Any
 
 from pipeline.feedback.records import (
@@ -19,11 +17,12 @@ from pipeline.feedback.records import (
 )
 from pipeline.feedback.store import FeedbackStore
 from pipeline.model.registry import ModelRegistry
+from pipeline.serving.body import BodyError, parse_body, read_body
 from pipeline.serving.features import RecordError
+from pipeline.serving.guards import Guard, token_matches
 from pipeline.serving.watcher import ChampionWatcher, ServedModel
 
 MAX_BATCH = 1000
-MAX_BODY_BYTES = 1_000_000
 
 
 def create_app(
@@ -51,6 +50,7 @@ def create_app(
 
     app = FastAPI(title="Flywheel", lifespan=lifespan)
     app.state.watcher = watcher
+    app.add_middleware(Guard)
 
     def error(status: int, loc: list[Any], msg: str) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": loc, "msg": msg}]}, status_code=status)
@@ -58,8 +58,7 @@ def create_app(
     def unauthorized(request: Request) -> JSONResponse | None:
         if not api_token:
             return None
-        given = request.headers.get("authorization", "")
-        if given.startswith("Bearer ") and hmac.compare_digest(given[7:], api_token):
+        if token_matches(request.headers.get("authorization", ""), api_token):
             return None
         return JSONResponse(
             {"detail": "a valid bearer token is required"},
@@ -68,19 +67,11 @@ def create_app(
         )
 
     async def read_json(request: Request) -> tuple[Any, JSONResponse | None]:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return None, error(413, ["body"], f"body over {MAX_BODY_BYTES} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return None, error(413, ["body"], f"body over {MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
         try:
-            return json.loads(b"".join(chunks)), None
-        except ValueError as err:
-            return None, error(422, ["body"], f"not valid JSON: {err}")
+            raw = await read_body(request.headers.get("content-length"), request.stream())
+            return parse_body(raw), None
+        except BodyError as err:
+            return None, error(err.status, err.loc, err.message)
 
     @app.post("/predict")
     async def predict(request: Request):

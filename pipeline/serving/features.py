@@ -122,7 +122,9 @@ class CompiledFeatures:
                     raise RecordError(i, col, "field required")
             ts = parse_timestamp(rec[ts_col])
             if ts is None:
-                raise RecordError(i, ts_col, "must be an ISO-8601 timestamp")
+                raise RecordError(
+                    i, ts_col, "must be an ISO-8601 timestamp (years 1 to 9999 in UTC)"
+                )
             row = cat[i]
             for j, (col, vocab) in enumerate(self.categorical):
                 value = rec[col]
