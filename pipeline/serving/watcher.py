@@ -59,7 +59,11 @@ class ServedModel:
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
         cat, num = self.features.transform(records)
         logits = self.module(torch.from_numpy(cat), torch.from_numpy(num))  # (rows,)
-        return torch.sigmoid(logits).numpy().astype(np.float64)
+        scores = torch.sigmoid(logits).numpy().astype(np.float64)
+        if not np.isfinite(scores).all():  # inputs are bounded, so the model itself is broken
+            bad = int(np.flatnonzero(~np.isfinite(scores))[0])
+            raise ValueError(f"model version {self.version} gave no finite score for record {bad}")
+        return scores
 
 
 def load_served(registry: ModelRegistry, record: dict[str, Any]) -> ServedModel:

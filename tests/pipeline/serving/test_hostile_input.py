@@ -133,3 +133,30 @@ def test_every_answer_to_a_bad_request_keeps_the_connection(served, connection):
         assert 400 <= status < 500
     _still_serving(connection, record)
     assert httpx.get(f"{served[2]}/health").status_code == 200
+
+
+# -- 2: numbers the model cannot represent ------------------------------------------------------
+def _with_usage(record: dict, number_text: str) -> str:
+    """``record`` as JSON text with ``usage`` written as ``number_text`` (JSON allows any)."""
+    return json.dumps({**record, "usage": "@"}).replace('"@"', number_text)
+
+
+@pytest.mark.parametrize("number", ["1e42", "-1e308", "1" + "0" * 400, "-1" + "0" * 400, '"1e42"'])
+def test_a_number_too_large_for_the_model_is_a_422_naming_the_field(served, connection, number):
+    record, store, _ = served
+    body = f'{{"records": [{json.dumps(record)}, {_with_usage(record, number)}]}}'
+    status, _, answer = connection.request("POST", "/predict", body.encode())
+    assert status == 422, answer
+    assert answer["detail"][0]["loc"] == ["body", "records", 1, "usage"]
+    assert "range" in answer["detail"][0]["msg"]
+    assert store.counts()["predictions"] == 0  # refused whole, as any 422, never half-logged
+    _still_serving(connection, record)
+
+
+@pytest.mark.parametrize("number", ["1e6", "-1e6", "0", "1e-300"])
+def test_a_large_number_within_range_gets_a_finite_score(served, connection, number):
+    record, store, _ = served
+    status, _, answer = connection.request("POST", "/predict", _with_usage(record, number).encode())
+    assert status == 200, answer
+    assert 0.0 <= answer["score"] <= 1.0  # never NaN (JSON would not even carry it)
+    assert store.prediction(answer["prediction_id"])["score"] == answer["score"]
