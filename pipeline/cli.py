@@ -3,7 +3,8 @@
 The registry lives under ``--home`` (default: ``$FLYWHEEL_HOME``, else ``.flywheel``). This entry
 point is the one place in ``pipeline/`` that looks at the environment: for that default, and for
 ``FLYWHEEL_FEEDBACK_URL`` (the feedback store), ``FLYWHEEL_API_TOKEN`` (the serving app's bearer
-token) and ``FLYWHEEL_TASK`` (the task file that ``simulate`` reads rows of).
+token), ``FLYWHEEL_MAX_STRING_BYTES`` (its cap on each string of a request) and
+``FLYWHEEL_TASK`` (the task file that ``simulate`` reads rows of).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from pipeline.feedback.records import FeedbackError, SchemaError
 from pipeline.home import DEFAULT_HOME, FlywheelHome
 from pipeline.model.registry import ModelRegistry, ModelVersionError
+from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES
 
 DESCRIPTION = """\
 Flywheel's own commands, for what is not Dagster's: the model versions and the champion, the
@@ -104,7 +106,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = _feedback_store(args)
     store.upgrade()
     token = os.environ.get("FLYWHEEL_API_TOKEN") or None
-    app = create_app(registry, store, api_token=token, poll_seconds=args.poll_seconds)
+    app = create_app(
+        registry,
+        store,
+        api_token=token,
+        poll_seconds=args.poll_seconds,
+        max_string_bytes=args.max_string_bytes,
+    )
     print(f"serving {registry.root} on http://{args.host}:{args.port} ({store!r})")
     run(app, host=args.host, port=args.port)
     return 0
@@ -147,6 +155,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flywheel", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
@@ -183,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--torch-threads", type=int, default=1,
         help="PyTorch intra-op threads per request (default: 1; requests run in parallel)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-string-bytes", type=_positive_int,
+        default=os.environ.get("FLYWHEEL_MAX_STRING_BYTES") or DEFAULT_MAX_STRING_BYTES,
+        help="the longest string a request may hold, in UTF-8 bytes; longer is a 422"
+        f" (default: $FLYWHEEL_MAX_STRING_BYTES, else {DEFAULT_MAX_STRING_BYTES})",
     )  # fmt: skip
     serve.set_defaults(fn=cmd_serve)
     feedback = sub.add_parser("feedback", help="the feedback store")

@@ -17,7 +17,7 @@ from pipeline.feedback.records import (
 )
 from pipeline.feedback.store import FeedbackStore
 from pipeline.model.registry import ModelRegistry
-from pipeline.serving.body import BodyError, parse_body, read_body
+from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES, BodyError, parse_body, read_body
 from pipeline.serving.features import RecordError
 from pipeline.serving.guards import Guard, token_matches
 from pipeline.serving.watcher import ChampionWatcher, ServedModel
@@ -30,8 +30,17 @@ def create_app(
     store: FeedbackStore,
     api_token: str | None = None,
     poll_seconds: float = 0.5,
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
 ):
-    """The FastAPI app. The store's schema must already be upgraded (``flywheel serve`` does)."""
+    """The FastAPI app. The store's schema must already be upgraded (``flywheel serve`` does).
+
+    Args:
+        registry: where the champion is read from (and hot-swapped).
+        store: where predictions and feedback are written.
+        api_token: a bearer token the POST routes require; None: no token.
+        poll_seconds: how often ``champion.json`` is checked.
+        max_string_bytes: the longest string (in UTF-8) a body may hold anywhere; longer is 422.
+    """
     # Imported here so that importing the serving code does not load the web stack.
     from contextlib import asynccontextmanager
 
@@ -69,7 +78,7 @@ def create_app(
     async def read_json(request: Request) -> tuple[Any, JSONResponse | None]:
         try:
             raw = await read_body(request.headers.get("content-length"), request.stream())
-            return parse_body(raw), None
+            return parse_body(raw, max_string_bytes), None
         except BodyError as err:
             return None, error(err.status, err.loc, err.message)
 

@@ -1,4 +1,4 @@
-"""A request's JSON body, read and checked at the door: size, syntax and nesting.
+"""A request's JSON body, read and checked at the door: size, syntax, nesting and strings.
 
 Everything a handler gets from here is JSON that the rest of the app can walk, log and store
 without meeting a surprise: anything else is a :class:`BodyError` (413 or 422) naming where.
@@ -12,6 +12,7 @@ from typing import Any
 
 MAX_BODY_BYTES = 1_000_000
 MAX_DEPTH = 32  # a /predict batch is 3 levels deep; nothing the app reads is deeper than that
+DEFAULT_MAX_STRING_BYTES = 1024  # each string (value or key), in UTF-8; FLYWHEEL_MAX_STRING_BYTES
 
 
 class BodyError(ValueError):
@@ -36,11 +37,12 @@ async def read_body(declared_length: str | None, chunks: AsyncIterator[bytes]) -
     return b"".join(parts)
 
 
-def parse_body(raw: bytes) -> Any:
-    """The body as JSON, nested at most MAX_DEPTH levels.
+def parse_body(raw: bytes, max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> Any:
+    """The body as JSON, nested at most MAX_DEPTH levels, every string valid Unicode and at most
+    ``max_string_bytes`` long in UTF-8.
 
     Raises:
-        BodyError: 422 for text that is not JSON or is nested deeper than that.
+        BodyError: 422 for text that is not JSON, or breaks one of those rules.
     """
     try:
         body = json.loads(raw)
@@ -49,12 +51,16 @@ def parse_body(raw: bytes) -> Any:
     except ValueError as err:
         raise BodyError(422, ["body"], f"not valid JSON: {err}") from None
     if isinstance(body, dict | list):
-        check_json(body)
+        check_json(body, max_string_bytes)
+    elif isinstance(body, str):
+        _check_string(body, ["body"], max_string_bytes)
     return body
 
 
-def check_json(body: Any) -> None:
-    """Walks the parsed body once (without recursion) and refuses what the app cannot use.
+def check_json(body: dict | list, max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> None:
+    """Walks the parsed body once (without recursion) and refuses what the app cannot use: too
+    deep, a string that is not valid Unicode (a lone surrogate such as ``"\\ud800"``, which JSON
+    can spell but UTF-8 cannot store), or a string longer than ``max_string_bytes``.
 
     Raises:
         BodyError: 422 naming the place (``["body", "records", 3, "carrier"]``).
@@ -65,7 +71,42 @@ def check_json(body: Any) -> None:
         value, loc = stack.pop()
         if len(loc) > MAX_DEPTH:
             raise BodyError(422, loc, f"JSON nested more than {MAX_DEPTH} levels deep")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            if isinstance(item, dict | list):
-                stack.append((item, [*loc, key]))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_string(key, loc, max_string_bytes, what="key")
+                if isinstance(item, dict | list):
+                    stack.append((item, [*loc, key]))
+                elif isinstance(item, str):
+                    _check_string(item, [*loc, key], max_string_bytes)
+        else:
+            for index, item in enumerate(value):
+                if isinstance(item, dict | list):
+                    stack.append((item, [*loc, index]))
+                elif isinstance(item, str):
+                    _check_string(item, [*loc, index], max_string_bytes)
+
+
+def _check_string(text: str, loc: list[Any], limit: int, what: str = "string") -> None:
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise BodyError(
+                422, _printable(loc), f"{what} is not valid Unicode (a lone surrogate)"
+            ) from None
+    if size > limit:
+        raise BodyError(422, _printable(loc), f"{what} longer than {limit} bytes (UTF-8)")
+
+
+def _printable(loc: list[Any]) -> list[Any]:
+    """``loc`` as the answer can carry it: keys that are not valid Unicode escaped, long ones
+    cut (the answer names the place; it does not echo a megabyte)."""
+    out: list[Any] = []
+    for part in loc:
+        if isinstance(part, str):
+            part = part.encode("utf-8", "backslashreplace").decode("utf-8")
+            part = part if len(part) <= 64 else f"{part[:64]}..."
+        out.append(part)
+    return out

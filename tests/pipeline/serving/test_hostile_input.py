@@ -160,3 +160,60 @@ def test_a_large_number_within_range_gets_a_finite_score(served, connection, num
     assert status == 200, answer
     assert 0.0 <= answer["score"] <= 1.0  # never NaN (JSON would not even carry it)
     assert store.prediction(answer["prediction_id"])["score"] == answer["score"]
+
+
+# -- 3 and the string cap: text that is not valid Unicode, or too long -------------------------
+LONE = "\ud800"  # a lone surrogate: json.loads makes one of "\\ud800", UTF-8 cannot encode it
+
+
+def _bad_bodies(record: dict, bad: str) -> list[tuple[str, dict, list]]:
+    """(path, body, the place the 422 must name) with ``bad`` in each kind of place."""
+    return [
+        ("/predict", {**record, "plan": bad}, ["body", "plan"]),
+        ("/predict", {"records": [record, {**record, "region": bad}]},
+         ["body", "records", 1, "region"]),
+        ("/predict", {**record, "note": {"deeper": [1, bad]}}, ["body", "note", "deeper", 1]),
+        ("/feedback", {"prediction_id": "abc", "label": 1, "source": bad}, ["body", "source"]),
+        ("/feedback", {"prediction_id": bad, "label": 1}, ["body", "prediction_id"]),
+    ]  # fmt: skip
+
+
+def test_a_string_that_is_not_valid_unicode_is_a_422_at_the_door(served, connection):
+    record, store, _ = served
+    for path, body, loc in _bad_bodies(record, LONE):
+        status, _, answer = connection.request("POST", path, json.dumps(body).encode())
+        assert status == 422, (path, answer)
+        assert answer["detail"][0]["loc"] == loc
+        assert "not valid Unicode" in answer["detail"][0]["msg"]
+    key = json.dumps({**record, f"k{LONE}": 1}).encode()  # in a key, too
+    status, _, answer = connection.request("POST", "/predict", key)
+    assert status == 422 and "not valid Unicode" in answer["detail"][0]["msg"]
+    assert store.counts() == {"predictions": 0, "feedback": 0}
+    _still_serving(connection, record)
+
+
+def test_a_string_over_the_cap_is_a_422(served, connection):
+    record, store, _ = served
+    for text in ("x" * 1025, "\u00e9" * 513):  # 1,025 and 1,026 bytes of UTF-8
+        for path, body, loc in _bad_bodies(record, text):
+            status, _, answer = connection.request("POST", path, json.dumps(body).encode())
+            assert status == 422, (path, answer)
+            assert answer["detail"][0]["loc"] == loc
+            assert "longer than 1024 bytes" in answer["detail"][0]["msg"]
+    assert store.counts() == {"predictions": 0, "feedback": 0}
+    status, _, answer = connection.request(
+        "POST", "/predict", json.dumps({**record, "plan": "\u00e9" * 512}).encode()
+    )
+    assert status == 200  # exactly 1,024 bytes is allowed
+    assert store.prediction(answer["prediction_id"])["record"]["plan"] == "\u00e9" * 512
+
+
+def test_the_string_cap_is_a_setting(home, tmp_path):
+    spec, home_dir, registry = home
+    record = serve_rows(spec, home_dir)[0]
+    with served_app(registry, tmp_path, TOKEN, max_string_bytes=32) as (_, url):
+        with httpx.Client(base_url=url, headers=AUTH) as client:
+            refused = client.post("/predict", json={**record, "plan": "x" * 33})
+            assert refused.status_code == 422
+            assert "longer than 32 bytes" in refused.json()["detail"][0]["msg"]
+            assert client.post("/predict", json={**record, "plan": "x" * 32}).status_code == 200
