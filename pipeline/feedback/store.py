@@ -326,7 +326,25 @@ class FeedbackStore:
             }
             for row in sorted(latest.values(), key=lambda r: r.id)
         ]
+        return _frame(records)
+
+
+def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The records as a frame. A string that UTF-8 cannot encode (a lone surrogate, logged
+    before the serving app refused them) makes pandas' string columns fail: its column then
+    holds plain Python objects, so that ``clean_feedback`` quarantines the row, not the run."""
+    try:
         return pd.DataFrame.from_records(records)
+    except UnicodeEncodeError:
+        pass
+    columns: dict[str, pd.Series] = {}
+    for name in dict.fromkeys(key for record in records for key in record):
+        values = [record.get(name) for record in records]
+        try:
+            columns[name] = pd.Series(values)
+        except UnicodeEncodeError:
+            columns[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(columns)
 
 
 def _now() -> dt.datetime:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data.cleaning import QUARANTINE_REASON
-from pipeline.data.storage import PartitionStore
+from pipeline.data.storage import PartitionStore, write_parquet_atomic
 from pipeline.feedback.examples import FEEDBACK_META, clean_feedback
 from pipeline.feedback.store import FeedbackStore
 from pipeline.home import FlywheelHome
@@ -162,3 +162,32 @@ def test_examples_from_a_real_feedback_store(spec, raw, tmp_path):
     assert features["feedback_source"].tolist() == ["api", "audit"]
     assert features["model_version"].tolist() == ["v7", "v7"]
     assert features["rate_region_3d"].tolist() == [1.0, 0.5]
+
+
+def test_a_row_whose_cleaning_raises_is_quarantined_alone(spec, raw):
+    examples = pd.DataFrame([_example(1, 1), _example(2, 0, usage=10**400), _example(3, 0)])
+    found = clean_feedback(spec, examples, raw)
+    assert found.features["feedback_id"].tolist() == [1, 3]
+    assert found.features[LABEL_COLUMN].tolist() == [1, 0]
+    assert found.quarantine["feedback_id"].tolist() == [2]
+    assert found.quarantine[QUARANTINE_REASON].tolist() == [
+        "cleaning failed: OverflowError: int too large to convert to float"
+    ]
+
+
+def test_text_that_is_not_valid_unicode_is_quarantined_and_kept_escaped(spec, raw, tmp_path):
+    examples = pd.DataFrame(
+        [_example(1, 1), _example(2, 0, plan="\ud800"), _example(3, 1, note={"a": [1]}),
+         _example(4, 0, note="x", usage="lots")],
+        dtype=object,
+    )  # fmt: skip
+    found = clean_feedback(spec, examples, raw)
+    assert found.features["feedback_id"].tolist() == [1, 3]
+    assert found.quarantine["feedback_id"].tolist() == [2, 4]
+    assert found.quarantine[QUARANTINE_REASON].tolist() == [
+        "text: 'plan' is not valid Unicode (a lone surrogate)",
+        "numeric: 'usage' is not a number",
+    ]
+    assert found.quarantine["plan"].tolist() == ["\\ud800", "pro"]
+    write_parquet_atomic(found.quarantine, tmp_path / "q.parquet")  # a file can hold it
+    write_parquet_atomic(found.features, tmp_path / "f.parquet")
