@@ -16,7 +16,8 @@ from pipeline.feedback.records import (
     SchemaError,
     UnknownPrediction,
 )
-from pipeline.feedback.store import SCHEMA_VERSION, FeedbackStore
+from pipeline.feedback.schema import SCHEMA_VERSION
+from pipeline.feedback.store import FeedbackStore
 from pipeline.home import FlywheelHome
 
 
