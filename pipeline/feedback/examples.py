@@ -1,5 +1,11 @@
 """Feedback as training rows: each labelled prediction's logged inputs, cleaned like a day.
 
+Labels from several sources: each source has one vote per prediction (the store keeps one
+label per prediction and source). A prediction is a training row only when every source that
+labelled it agrees; where sources disagree it is quarantined with the votes as its reason, so
+that a caller posting under a new source name can keep a prediction out of training but never
+flip its label.
+
 One bad row never fails the whole run: a row whose text is not valid Unicode, or that makes the
 cleaning of its day raise, is quarantined with its reason like any row that fails cleaning,
 and the quarantine is written as text where its values would not fit a Parquet column.
@@ -56,12 +62,14 @@ def clean_feedback(spec: TaskSpec, examples: pd.DataFrame, raw: PartitionStore) 
     empty = pd.DataFrame(columns=[spec.timestamp, LABEL_COLUMN, *meta])
     if examples.empty:
         return FeedbackExamples(empty, pd.DataFrame(columns=[*columns, QUARANTINE_REASON]))
-    frame = examples.reset_index(drop=True).copy()
+    frame, disputed = _count_votes(examples.reset_index(drop=True))
     for col in columns:
         if col not in frame.columns:
             frame[col] = None
     frame[spec.label.column] = _label_values(spec, frame["feedback_label"])
     frame, quarantined = _screen_text(frame)
+    if len(disputed):
+        quarantined.append(disputed.drop(columns=[spec.label.column], errors="ignore"))
     ts = parse_timestamps(frame[spec.timestamp])
     bad_ts = frame[ts.isna()].assign(
         **{QUARANTINE_REASON: f"timestamp: {spec.timestamp!r} does not parse"}
@@ -92,6 +100,39 @@ def clean_feedback(spec: TaskSpec, examples: pd.DataFrame, raw: PartitionStore) 
     if len(quarantine):
         quarantine = _as_storable(quarantine.sort_values("feedback_id", ignore_index=True))
     return FeedbackExamples(features.sort_values("feedback_id", ignore_index=True), quarantine)
+
+
+def _count_votes(votes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per prediction from its votes (one per source): where all agree, the newest vote
+    with every source named (``"app,audit"``); and the predictions whose sources disagree, each
+    as its newest vote with the votes as the reason."""
+    by_prediction = votes.groupby("prediction_id", sort=False)
+    newest = votes.loc[by_prediction["feedback_id"].idxmax()].set_index("prediction_id")
+    sources = by_prediction["feedback_source"].agg(lambda s: ",".join(sorted(s)))
+    labels = by_prediction["feedback_label"].nunique()
+    newest["feedback_source"] = sources
+    agreed = newest[labels == 1].reset_index()
+    disputed = newest[labels > 1]
+    if len(disputed):
+        cast = votes[votes["prediction_id"].isin(disputed.index)].sort_values("feedback_source")
+        said = cast.groupby("prediction_id")[["feedback_source", "feedback_label"]].apply(
+            lambda g: ", ".join(f"{s}={label}" for s, label in g.itertuples(index=False))
+        )
+        disputed = disputed.assign(
+            **{QUARANTINE_REASON: "label: sources disagree (" + said[disputed.index] + ")"}
+        ).reset_index()
+    order = list(votes.columns)
+    agreed = newest[labels == 1].reset_index()[order]
+    disputed = newest[labels > 1]
+    if disputed.empty:
+        return agreed, votes.iloc[:0]
+    cast = votes[votes["prediction_id"].isin(disputed.index)].sort_values("feedback_source")
+    said = cast.groupby("prediction_id")[["feedback_source", "feedback_label"]].apply(
+        lambda g: ", ".join(f"{s}={label}" for s, label in g.itertuples(index=False))
+    )
+    reason = "label: sources disagree (" + said[disputed.index] + ")"
+    disputed = disputed.assign(**{QUARANTINE_REASON: reason}).reset_index()
+    return agreed, disputed[[*order, QUARANTINE_REASON]]
 
 
 def _screen_text(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame]]:

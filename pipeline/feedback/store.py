@@ -235,11 +235,12 @@ class FeedbackStore:
         return FeedbackSummary(int(count or 0), newest, _utc(oldest))
 
     def labelled_examples(self, upto_id: int | None = None) -> pd.DataFrame:
-        """Feedback joined to its prediction's input record, one row per prediction.
+        """Every piece of feedback joined to its prediction's input record, in feedback id
+        order: one row per prediction and source (each source has one vote; what the votes
+        make of a prediction is decided by :func:`pipeline.feedback.examples.clean_feedback`).
 
-        Where several sources labelled one prediction, the newest feedback wins. Columns: the
-        record's fields, then ``feedback_id``, ``feedback_label``, ``feedback_source``,
-        ``prediction_id``, ``model_version``.
+        Columns: the record's fields, then ``feedback_id``, ``feedback_label``,
+        ``feedback_source``, ``prediction_id``, ``model_version``.
         """
         query = (
             sa.select(
@@ -257,7 +258,6 @@ class FeedbackStore:
             query = query.where(feedback.c.id <= upto_id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        latest = {row.prediction_id: row for row in rows}  # ordered by id: the newest wins
         records = [
             {
                 **json.loads(row.record),
@@ -267,7 +267,7 @@ class FeedbackStore:
                 "prediction_id": row.prediction_id,
                 "model_version": row.model_version,
             }
-            for row in sorted(latest.values(), key=lambda r: r.id)
+            for row in rows
         ]
         return _frame(records)
 

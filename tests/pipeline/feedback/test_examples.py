@@ -153,15 +153,22 @@ def test_examples_from_a_real_feedback_store(spec, raw, tmp_path):
     ids = store.log_predictions("v7", records, [0.9, 0.2], threshold=0.5)
     store.add_feedback(ids[0], 0, source="api")
     store.add_feedback(ids[1], 1, source="api")
-    store.add_feedback(ids[0], 1, source="audit")  # the newest feedback of a prediction wins
+    store.add_feedback(ids[1], 1, source="audit")  # agrees: one example, both sources
+    store.add_feedback(ids[0], 1, source="audit")  # disagrees: quarantined, never flipped
     found = clean_feedback(spec, store.labelled_examples(), raw)
     store.close()
     features = found.features
-    assert features["prediction_id"].tolist() == [ids[1], ids[0]]
-    assert features[LABEL_COLUMN].tolist() == [1, 1]
-    assert features["feedback_source"].tolist() == ["api", "audit"]
-    assert features["model_version"].tolist() == ["v7", "v7"]
-    assert features["rate_region_3d"].tolist() == [1.0, 0.5]
+    assert features["prediction_id"].tolist() == [ids[1]]
+    assert features[LABEL_COLUMN].tolist() == [1]
+    assert features["feedback_source"].tolist() == ["api,audit"]
+    assert features["feedback_id"].tolist() == [3]  # the newest of its votes
+    assert features["model_version"].tolist() == ["v7"]
+    assert features["rate_region_3d"].tolist() == [1.0]
+    assert found.quarantine["prediction_id"].tolist() == [ids[0]]
+    assert found.quarantine[QUARANTINE_REASON].tolist() == [
+        "label: sources disagree (api=0, audit=1)"
+    ]
+    assert found.newest_feedback_id == 4
 
 
 def test_a_row_whose_cleaning_raises_is_quarantined_alone(spec, raw):
