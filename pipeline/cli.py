@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.feedback.records import FeedbackError, SchemaError
+from pipeline.feedback.records import FeedbackError, FeedbackFileError, SchemaError
 from pipeline.home import DEFAULT_HOME, FlywheelHome
 from pipeline.model.registry import ModelRegistry, ModelVersionError
 from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES
@@ -127,18 +127,18 @@ def cmd_feedback_upgrade(args: argparse.Namespace) -> int:
 def cmd_feedback_import(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.feedback.records import read_feedback_file
+    from pipeline.feedback.records import feedback_rows, read_feedback_file, rejected_file
 
     path = Path(args.file)
-    frame = read_feedback_file(path)
-    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    rows = feedback_rows(read_feedback_file(path))
     store = _feedback_store(args)
     store.upgrade()
     accepted, duplicates, rejected = store.import_feedback(rows)
     print(f"accepted {accepted}, already stored {duplicates}, rejected {len(rejected)}")
     if rejected:
-        out = path.with_name(f"{path.stem}.rejected.csv")
-        pd.DataFrame(rejected).to_csv(out, index=False)
+        out = rejected_file(path)
+        with out.open("x", newline="", encoding="utf-8") as fh:  # "x": never over another file
+            pd.DataFrame(rejected).to_csv(fh, index=False)
         print(f"rejected rows and their reasons: {out}")
     return 0 if not rejected else 2
 
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ModelVersionError, FeedbackError, SchemaError) as err:
+    except (ModelVersionError, FeedbackError, FeedbackFileError, SchemaError) as err:
         print(f"flywheel: {err}", file=sys.stderr)
         return 1
 
