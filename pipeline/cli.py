@@ -3,8 +3,9 @@
 The registry lives under ``--home`` (default: ``$FLYWHEEL_HOME``, else ``.flywheel``). This entry
 point is the one place in ``pipeline/`` that looks at the environment: for that default, and for
 ``FLYWHEEL_FEEDBACK_URL`` (the feedback store), ``FLYWHEEL_API_TOKEN`` (the serving app's bearer
-token), ``FLYWHEEL_MAX_STRING_BYTES`` (its cap on each string of a request) and
-``FLYWHEEL_TASK`` (the task file that ``simulate`` reads rows of).
+token), ``FLYWHEEL_MAX_STRING_BYTES`` (its cap on each string of a request),
+``FLYWHEEL_ALLOWED_HOSTS`` (the Host names it answers to) and ``FLYWHEEL_TASK`` (the task file
+that ``simulate`` reads rows of).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline.serving.app import create_app, run
+    from pipeline.serving.guards import default_allowed_hosts
 
     registry = _registry(args)
     registry.champion_record()  # a broken champion.json stops here, in one line (main)
@@ -106,12 +108,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = _feedback_store(args)
     store.upgrade()
     token = os.environ.get("FLYWHEEL_API_TOKEN") or None
+    if args.allowed_hosts:
+        hosts = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
+    else:
+        hosts = default_allowed_hosts(args.host)
     app = create_app(
         registry,
         store,
         api_token=token,
         poll_seconds=args.poll_seconds,
         max_string_bytes=args.max_string_bytes,
+        allowed_hosts=hosts,
     )
     print(f"serving {registry.root} on http://{args.host}:{args.port} ({store!r})")
     run(app, host=args.host, port=args.port)
@@ -208,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the longest string a request may hold, in UTF-8 bytes; longer is a 422"
         f" (default: $FLYWHEEL_MAX_STRING_BYTES, else {DEFAULT_MAX_STRING_BYTES})",
     )  # fmt: skip
+    serve.add_argument(
+        "--allowed-hosts",
+        default=os.environ.get("FLYWHEEL_ALLOWED_HOSTS") or "",
+        help="comma-separated Host names to answer (* any, *.example.com any under it); others"
+        " are a 400 (default: $FLYWHEEL_ALLOWED_HOSTS, else 127.0.0.1,localhost,::1 when bound"
+        " to loopback and any host otherwise)",
+    )
     serve.set_defaults(fn=cmd_serve)
     feedback = sub.add_parser("feedback", help="the feedback store")
     fsub = feedback.add_subparsers(dest="action", required=True, metavar="ACTION")

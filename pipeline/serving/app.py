@@ -7,6 +7,7 @@ feedback go to the feedback store (:mod:`pipeline.feedback.store`).
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, and
 # `Request` is imported inside create_app so that the web stack loads only when serving.
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline.feedback.records import (
@@ -19,7 +20,7 @@ from pipeline.feedback.store import FeedbackStore
 from pipeline.model.registry import ModelRegistry
 from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES, BodyError, parse_body, read_body
 from pipeline.serving.features import RecordError
-from pipeline.serving.guards import Guard, token_matches
+from pipeline.serving.guards import Guard
 from pipeline.serving.watcher import ChampionWatcher, ServedModel
 
 MAX_BATCH = 1000
@@ -31,15 +32,17 @@ def create_app(
     api_token: str | None = None,
     poll_seconds: float = 0.5,
     max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
+    allowed_hosts: Sequence[str] | None = None,
 ):
     """The FastAPI app. The store's schema must already be upgraded (``flywheel serve`` does).
 
     Args:
         registry: where the champion is read from (and hot-swapped).
         store: where predictions and feedback are written.
-        api_token: a bearer token the POST routes require; None: no token.
+        api_token: a bearer token every route but ``/health`` requires; None: no token.
         poll_seconds: how often ``champion.json`` is checked.
         max_string_bytes: the longest string (in UTF-8) a body may hold anywhere; longer is 422.
+        allowed_hosts: the Host names answered (see :mod:`pipeline.serving.guards`); None: any.
     """
     # Imported here so that importing the serving code does not load the web stack.
     from contextlib import asynccontextmanager
@@ -59,21 +62,10 @@ def create_app(
 
     app = FastAPI(title="Flywheel", lifespan=lifespan)
     app.state.watcher = watcher
-    app.add_middleware(Guard)
+    app.add_middleware(Guard, api_token=api_token, allowed_hosts=allowed_hosts)
 
     def error(status: int, loc: list[Any], msg: str) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": loc, "msg": msg}]}, status_code=status)
-
-    def unauthorized(request: Request) -> JSONResponse | None:
-        if not api_token:
-            return None
-        if token_matches(request.headers.get("authorization", ""), api_token):
-            return None
-        return JSONResponse(
-            {"detail": "a valid bearer token is required"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
 
     async def read_json(request: Request) -> tuple[Any, JSONResponse | None]:
         try:
@@ -85,8 +77,6 @@ def create_app(
     @app.post("/predict")
     async def predict(request: Request):
         """Scores one record, or ``{"records": [...]}`` of up to 1,000, and logs each."""
-        if (denied := unauthorized(request)) is not None:
-            return denied
         body, failed = await read_json(request)
         if failed is not None:
             return failed
@@ -109,8 +99,6 @@ def create_app(
     @app.post("/feedback")
     async def post_feedback(request: Request):
         """``{"prediction_id": ..., "label": 0|1, "source": ...}``; sending it twice is fine."""
-        if (denied := unauthorized(request)) is not None:
-            return denied
         body, failed = await read_json(request)
         if failed is not None:
             return failed

@@ -72,3 +72,26 @@ def test_a_string_cap_that_is_no_positive_number_is_refused_in_one_line(tmp_path
     )  # fmt: skip
     assert proc.returncode == 2
     assert "--max-string-bytes: must be a whole number of at least 1, not 'lots'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "answered", "refused"),
+    [
+        ({}, ["127.0.0.1", "localhost", "[::1]"], ["evil.example", "rebind.attacker.test"]),
+        ({"FLYWHEEL_ALLOWED_HOSTS": "api.example.com, *.internal"},
+         ["api.example.com", "serving.internal"], ["localhost", "evil.example"]),
+        ({"FLYWHEEL_ALLOWED_HOSTS": "*"}, ["evil.example", "localhost"], []),
+    ],
+    ids=["default-loopback", "listed", "any"],
+)  # fmt: skip
+def test_allowed_hosts_default_to_loopback_and_come_from_the_environment(
+    tmp_path, env, answered, refused
+):
+    with flywheel_serve(tmp_path / "home", env=env) as url:
+        port = url.rsplit(":", 1)[1]
+        for host in answered:
+            health = httpx.get(f"{url}/health", headers={"Host": f"{host}:{port}"})
+            assert health.status_code == 503 and health.json()["status"] == "no_model", host
+        for host in refused:
+            health = httpx.get(f"{url}/health", headers={"Host": f"{host}:{port}"})
+            assert health.status_code == 400, host
