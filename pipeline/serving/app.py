@@ -121,14 +121,16 @@ def create_app(
             status_code=201 if stored.created else 200,
         )
 
+    # /health and /model answer from memory on the event loop: a route that is a plain `def`
+    # runs in the worker threads, which requests waiting on the database can all hold.
     @app.get("/health")
-    def health():
+    async def health():
         """Which version serves, which one the registry names, and any load error."""
         out = watcher.health()
         return JSONResponse(out, status_code=503 if out["status"] == "no_model" else 200)
 
     @app.get("/model")
-    def model():
+    async def model():
         """The serving champion: version, metrics on its holdout, when it was promoted."""
         current = watcher.current
         if current is None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -115,3 +118,50 @@ def test_the_default_allowed_hosts_are_the_loopback_names_when_bound_to_loopback
     from pipeline.serving.guards import default_allowed_hosts
 
     assert default_allowed_hosts(bind) == hosts
+
+
+# -- /health under a database lock ---------------------------------------------------------------
+HOLD_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30)
+db.execute("BEGIN EXCLUSIVE")  # no other writer until this process lets go
+print("locked", flush=True)
+sys.stdin.read()  # until the test closes stdin
+"""
+
+
+def test_health_answers_from_memory_while_another_process_locks_the_database(served_with_store):
+    record, store, url = served_with_store
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, store.engine.url.database],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        # More waiting writers than the app has worker threads (anyio's 40): each /predict
+        # waits on the lock inside a thread, so a /health that needed a thread would wait too.
+        with ThreadPoolExecutor(48) as pool:
+            posts = [
+                pool.submit(httpx.post, f"{url}/predict", json=record, headers=AUTH, timeout=60)
+                for _ in range(48)
+            ]
+            time.sleep(1.0)
+            assert not any(p.done() for p in posts)  # they are all waiting on the lock
+            for route in ("/health", "/model"):
+                started = time.monotonic()
+                answer = httpx.get(f"{url}{route}", headers=AUTH, timeout=5)
+                took = time.monotonic() - started
+                assert answer.status_code == 200 and took < 0.5, (route, took)
+            holder.stdin.close()  # the lock goes; every waiting prediction is then stored
+            assert [p.result().status_code for p in posts] == [200] * 48
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store.counts()["predictions"] == 48
+
+
+@pytest.fixture
+def served_with_store(home, tmp_path):
+    spec, home_dir, registry = home
+    with served_app(registry, tmp_path, TOKEN) as (store, url):
+        yield serve_rows(spec, home_dir)[0], store, url
