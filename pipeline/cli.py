@@ -3,7 +3,9 @@
 The registry lives under ``--home`` (default: ``$FLYWHEEL_HOME``, else ``.flywheel``). This entry
 point is the one place in ``pipeline/`` that looks at the environment: for that default, and for
 ``FLYWHEEL_FEEDBACK_URL`` (the feedback store), ``FLYWHEEL_API_TOKEN`` (the serving app's bearer
-token) and ``FLYWHEEL_TASK`` (the task file that ``simulate`` reads rows of).
+token), ``FLYWHEEL_MAX_STRING_BYTES`` (its cap on each string of a request),
+``FLYWHEEL_ALLOWED_HOSTS`` (the Host names it answers to) and ``FLYWHEEL_TASK`` (the task file
+that ``simulate`` reads rows of).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.feedback.records import FeedbackError, SchemaError
+from pipeline.feedback.records import FeedbackError, FeedbackFileError, SchemaError
 from pipeline.home import DEFAULT_HOME, FlywheelHome
 from pipeline.model.registry import ModelRegistry, ModelVersionError
+from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES
 
 DESCRIPTION = """\
 Flywheel's own commands, for what is not Dagster's: the model versions and the champion, the
@@ -96,14 +99,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import torch
 
     from pipeline.serving.app import create_app, run
+    from pipeline.serving.guards import default_allowed_hosts
 
+    registry = _registry(args)
+    registry.champion_record()  # a broken champion.json stops here, in one line (main)
     # Small models answer fastest on one thread; requests run in parallel on uvicorn's pool.
     torch.set_num_threads(args.torch_threads)
     store = _feedback_store(args)
     store.upgrade()
     token = os.environ.get("FLYWHEEL_API_TOKEN") or None
-    app = create_app(_registry(args), store, api_token=token, poll_seconds=args.poll_seconds)
-    print(f"serving {_registry(args).root} on http://{args.host}:{args.port} ({store!r})")
+    if args.allowed_hosts:
+        hosts = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
+    else:
+        hosts = default_allowed_hosts(args.host)
+    app = create_app(
+        registry,
+        store,
+        api_token=token,
+        poll_seconds=args.poll_seconds,
+        max_string_bytes=args.max_string_bytes,
+        allowed_hosts=hosts,
+    )
+    print(f"serving {registry.root} on http://{args.host}:{args.port} ({store!r})")
     run(app, host=args.host, port=args.port)
     return 0
 
@@ -117,18 +134,18 @@ def cmd_feedback_upgrade(args: argparse.Namespace) -> int:
 def cmd_feedback_import(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from pipeline.feedback.records import read_feedback_file
+    from pipeline.feedback.records import feedback_rows, read_feedback_file, rejected_file
 
     path = Path(args.file)
-    frame = read_feedback_file(path)
-    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    rows = feedback_rows(read_feedback_file(path))
     store = _feedback_store(args)
     store.upgrade()
     accepted, duplicates, rejected = store.import_feedback(rows)
     print(f"accepted {accepted}, already stored {duplicates}, rejected {len(rejected)}")
     if rejected:
-        out = path.with_name(f"{path.stem}.rejected.csv")
-        pd.DataFrame(rejected).to_csv(out, index=False)
+        out = rejected_file(path)
+        with out.open("x", newline="", encoding="utf-8") as fh:  # "x": never over another file
+            pd.DataFrame(rejected).to_csv(fh, index=False)
         print(f"rejected rows and their reasons: {out}")
     return 0 if not rejected else 2
 
@@ -143,6 +160,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     result = simulate(args.url, rows, spec, args.predictions, token=token, seed=args.seed)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--torch-threads", type=int, default=1,
         help="PyTorch intra-op threads per request (default: 1; requests run in parallel)",
     )  # fmt: skip
+    serve.add_argument(
+        "--max-string-bytes", type=_positive_int,
+        default=os.environ.get("FLYWHEEL_MAX_STRING_BYTES") or DEFAULT_MAX_STRING_BYTES,
+        help="the longest string a request may hold, in UTF-8 bytes; longer is a 422"
+        f" (default: $FLYWHEEL_MAX_STRING_BYTES, else {DEFAULT_MAX_STRING_BYTES})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--allowed-hosts",
+        default=os.environ.get("FLYWHEEL_ALLOWED_HOSTS") or "",
+        help="comma-separated Host names to answer (* any, *.example.com any under it); others"
+        " are a 400 (default: $FLYWHEEL_ALLOWED_HOSTS, else 127.0.0.1,localhost,::1 when bound"
+        " to loopback and any host otherwise)",
+    )
     serve.set_defaults(fn=cmd_serve)
     feedback = sub.add_parser("feedback", help="the feedback store")
     fsub = feedback.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -212,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ModelVersionError, FeedbackError, SchemaError) as err:
+    except (ModelVersionError, FeedbackError, FeedbackFileError, SchemaError) as err:
         print(f"flywheel: {err}", file=sys.stderr)
         return 1
 

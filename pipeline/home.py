@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pipeline.checks.verdicts import VerdictStore
 from pipeline.data.storage import PartitionStore
-from pipeline.feedback.store import sqlite_url
+from pipeline.feedback.schema import sqlite_url
 from pipeline.model.registry import ModelRegistry
 
 DEFAULT_HOME = ".flywheel"

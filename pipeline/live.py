@@ -4,7 +4,8 @@ A prediction's day is the day of its record's timestamp column (in live serving 
 made; in a replay, the replayed day), so that it lines up with that day's ``cleaned_features``.
 Its label is the matured batch label of the same event (the timestamp and every feature column
 the task names, :func:`pipeline.labelled.row_identity`) where there is one (**the batch wins**,
-as in training), else its newest feedback, else none yet.
+as in training), else its feedback label where its sources agree (one vote each, as in
+training; a disputed prediction stays unlabelled), else none yet.
 """
 
 from __future__ import annotations

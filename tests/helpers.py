@@ -185,9 +185,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def served_app(registry: ModelRegistry, root: Path, token: str | None = None):
+def served_app(registry: ModelRegistry, root: Path, token: str | None = None, **settings):
     """The serving app on a free loopback port, with a fresh feedback store under ``root``:
-    yields ``(store, url)``; the server stops and the store closes on exit."""
+    yields ``(store, url)``; the server stops and the store closes on exit. ``settings`` go to
+    ``create_app`` as they are."""
     from pipeline.feedback.store import FeedbackStore
     from pipeline.home import FlywheelHome
     from pipeline.serving.app import create_app
@@ -195,7 +196,8 @@ def served_app(registry: ModelRegistry, root: Path, token: str | None = None):
     store = FeedbackStore(FlywheelHome.at(root).feedback_url)
     store.upgrade()
     try:
-        with Server(create_app(registry, store, api_token=token, poll_seconds=0.1)) as server:
+        app = create_app(registry, store, api_token=token, poll_seconds=0.1, **settings)
+        with Server(app) as server:
             yield store, server.url
     finally:
         store.close()

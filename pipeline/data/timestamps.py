@@ -24,7 +24,8 @@ def parse_timestamp_array(values: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 def parse_timestamp(value: Any) -> dt.datetime | None:
     """One ISO-8601 string (or datetime) as a UTC datetime (naive values are UTC), or None if it
-    is not one. The per-record path of serving: no pandas."""
+    is not one, or if it is not a time in years 1 to 9999 once in UTC (``0001-01-01T00:00+01:00``
+    is). The per-record path of serving: no pandas."""
     if isinstance(value, dt.datetime):
         parsed = value
     elif isinstance(value, str):
@@ -34,4 +35,9 @@ def parse_timestamp(value: Any) -> dt.datetime | None:
             return None
     else:
         return None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:  # outside datetime's years once in UTC
+        return None

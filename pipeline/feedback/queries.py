@@ -1,5 +1,5 @@
-"""Reads of the feedback store for live performance: predictions with their newest feedback,
-and the predictions that new feedback touched."""
+"""Reads of the feedback store for live performance: predictions with their agreed feedback
+label, and the predictions that new feedback touched."""
 
 from __future__ import annotations
 
@@ -8,28 +8,29 @@ import json
 import pandas as pd
 import sqlalchemy as sa
 
-from pipeline.feedback.store import FeedbackStore, feedback, predictions
+from pipeline.feedback.schema import feedback, predictions
+from pipeline.feedback.store import FeedbackStore
 
 
-def _latest_labels(upto_id: int | None = None):
-    """The newest feedback per prediction (id and label), as a subquery."""
-    query = sa.select(
-        feedback.c.prediction_id, sa.func.max(feedback.c.id).label("feedback_id")
-    ).group_by(feedback.c.prediction_id)
-    if upto_id is not None:
-        query = query.where(feedback.c.id <= upto_id)
-    newest = query.subquery()
+def _agreed_labels():
+    """Each labelled prediction's label where its sources agree, NULL where they disagree
+    (one vote per source, as training counts them: :mod:`pipeline.feedback.examples`)."""
+    low, high = sa.func.min(feedback.c.label), sa.func.max(feedback.c.label)
     return (
-        sa.select(newest.c.prediction_id, newest.c.feedback_id, feedback.c.label)
-        .join(feedback, feedback.c.id == newest.c.feedback_id)
+        sa.select(
+            feedback.c.prediction_id,
+            sa.case((low == high, low), else_=sa.null()).label("label"),
+        )
+        .group_by(feedback.c.prediction_id)
         .subquery()
     )
 
 
 def scored_predictions(store: FeedbackStore) -> pd.DataFrame:
     """Every prediction: ``prediction_id``, ``model_version``, ``score``, ``record`` (the logged
-    inputs, a dict), and its newest feedback's ``feedback_label`` (NaN without feedback)."""
-    latest = _latest_labels()
+    inputs, a dict), and its ``feedback_label``: NaN without feedback, or where the sources that
+    labelled it disagree."""
+    latest = _agreed_labels()
     query = sa.select(
         predictions.c.id.label("prediction_id"),
         predictions.c.model_version,

@@ -1,11 +1,8 @@
 """The feedback store: every served prediction, and what really happened, in a real database.
 
 SQLAlchemy Core over any URL: a SQLite file under ``FLYWHEEL_HOME`` by default (WAL mode, so the
-serving app writes while Dagster reads), or PostgreSQL for several machines. Two tables:
-
-* ``predictions``: id, model version, time, the input record (JSON), score, threshold, decision;
-* ``feedback``: an increasing id, the prediction's id, label 0 or 1, source, time. The pair
-  (prediction id, source) is unique, so the same feedback sent twice is stored once.
+serving app writes while Dagster reads), or PostgreSQL for several machines. The tables
+(``predictions`` and ``feedback``) and the engine are in :mod:`pipeline.feedback.schema`.
 
 What one piece of feedback must be, and the errors, are in :mod:`pipeline.feedback.records`.
 The schema is created or upgraded explicitly (:meth:`FeedbackStore.upgrade`); every query is
@@ -21,55 +18,26 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from pipeline.feedback.records import (
-    MAX_SOURCE_LENGTH,
     ConflictingFeedback,
     FeedbackError,
     SchemaError,
     UnknownPrediction,
     validate_feedback,
 )
-
-SCHEMA_VERSION = 1
-
-metadata = sa.MetaData()
-schema_info = sa.Table(
-    "flywheel_schema",
+from pipeline.feedback.schema import (
+    SCHEMA_VERSION,
+    feedback,
+    make_engine,
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("upgraded_at", sa.DateTime(timezone=True), nullable=False),
+    predictions,
+    schema_info,
 )
-predictions = sa.Table(
-    "predictions",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("model_version", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("record", sa.Text, nullable=False),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("threshold", sa.Float, nullable=False),
-    sa.Column("decision", sa.SmallInteger, nullable=False),
-)
-feedback = sa.Table(
-    "feedback",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("prediction_id", sa.String(32), sa.ForeignKey("predictions.id"), nullable=False),
-    sa.Column("label", sa.SmallInteger, nullable=False),
-    sa.Column("source", sa.String(MAX_SOURCE_LENGTH), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("prediction_id", "source", name="uq_feedback_prediction_source"),
-    sa.CheckConstraint("label IN (0, 1)", name="ck_feedback_label"),
-)
-sa.Index("ix_feedback_created_at", feedback.c.created_at)
 
 
 @dataclass(frozen=True)
@@ -90,36 +58,11 @@ class FeedbackSummary:
     oldest_at: dt.datetime | None
 
 
-def sqlite_url(path: str | Path) -> str:
-    """The SQLAlchemy URL of a SQLite file (the default store: ``FlywheelHome.feedback_url``)."""
-    return f"sqlite:///{Path(path).expanduser().resolve()}"
-
-
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     # SQLite hands back naive datetimes; they were written as UTC.
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, a busy timeout and their folder created."""
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    return engine
 
 
 class FeedbackStore:
@@ -292,11 +235,12 @@ class FeedbackStore:
         return FeedbackSummary(int(count or 0), newest, _utc(oldest))
 
     def labelled_examples(self, upto_id: int | None = None) -> pd.DataFrame:
-        """Feedback joined to its prediction's input record, one row per prediction.
+        """Every piece of feedback joined to its prediction's input record, in feedback id
+        order: one row per prediction and source (each source has one vote; what the votes
+        make of a prediction is decided by :func:`pipeline.feedback.examples.clean_feedback`).
 
-        Where several sources labelled one prediction, the newest feedback wins. Columns: the
-        record's fields, then ``feedback_id``, ``feedback_label``, ``feedback_source``,
-        ``prediction_id``, ``model_version``.
+        Columns: the record's fields, then ``feedback_id``, ``feedback_label``,
+        ``feedback_source``, ``prediction_id``, ``model_version``.
         """
         query = (
             sa.select(
@@ -314,7 +258,6 @@ class FeedbackStore:
             query = query.where(feedback.c.id <= upto_id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        latest = {row.prediction_id: row for row in rows}  # ordered by id: the newest wins
         records = [
             {
                 **json.loads(row.record),
@@ -324,9 +267,27 @@ class FeedbackStore:
                 "prediction_id": row.prediction_id,
                 "model_version": row.model_version,
             }
-            for row in sorted(latest.values(), key=lambda r: r.id)
+            for row in rows
         ]
+        return _frame(records)
+
+
+def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The records as a frame. A string that UTF-8 cannot encode (a lone surrogate, logged
+    before the serving app refused them) makes pandas' string columns fail: its column then
+    holds plain Python objects, so that ``clean_feedback`` quarantines the row, not the run."""
+    try:
         return pd.DataFrame.from_records(records)
+    except UnicodeEncodeError:
+        pass
+    columns: dict[str, pd.Series] = {}
+    for name in dict.fromkeys(key for record in records for key in record):
+        values = [record.get(name) for record in records]
+        try:
+            columns[name] = pd.Series(values)
+        except UnicodeEncodeError:
+            columns[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(columns)
 
 
 def _now() -> dt.datetime:

@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pickle
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -67,6 +68,17 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     write_json_atomic(path, data, indent=2, sort_keys=True, default=str)
 
 
+def _valid_name(version: Any) -> bool:
+    """A version name is a plain folder name: a non-empty string, no slash, no leading dot."""
+    return (
+        isinstance(version, str)
+        and bool(version)
+        and "/" not in version
+        and "\\" not in version
+        and not version.startswith(".")
+    )
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -80,7 +92,7 @@ class ModelRegistry:
 
     # -- versions ---------------------------------------------------------------------------
     def path(self, version: str) -> Path:
-        if not version or "/" in version or version.startswith("."):
+        if not _valid_name(version):
             raise ModelVersionError(f"model version {version!r} is not a valid version name")
         return self.versions_dir / version
 
@@ -179,7 +191,9 @@ class ModelRegistry:
             module.load_state_dict(state)
             listed = self.manifest(version).get("files", {})
             serving = self.read_json(version, "serving.json") if "serving.json" in listed else None
-        except (ValueError, KeyError, TypeError, RuntimeError, OSError) as err:
+        except (
+            ValueError, KeyError, TypeError, RuntimeError, OSError, pickle.UnpicklingError
+        ) as err:  # fmt: skip
             raise ModelVersionError(f"model version {version!r} cannot be loaded: {err}") from err
         module.eval()
         return LoadedModel(version, module, prep, training, hparams, serving)
@@ -194,9 +208,30 @@ class ModelRegistry:
 
     # -- champion ---------------------------------------------------------------------------
     def champion_record(self) -> dict[str, Any] | None:
-        if not self.champion_file.exists():
+        """champion.json's content, or None where there is no champion yet.
+
+        Raises:
+            ModelVersionError: the file cannot be read, is not JSON, or names no valid version;
+                the message names the file and says which.
+        """
+        where = str(self.champion_file)
+        try:
+            text = self.champion_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return None
-        return json.loads(self.champion_file.read_text())
+        except (OSError, UnicodeDecodeError) as err:
+            raise ModelVersionError(f"{where} cannot be read: {err}") from err
+        try:
+            record = json.loads(text)
+        except ValueError as err:  # half-written, or not JSON at all
+            raise ModelVersionError(f"{where} is not valid JSON: {err}") from err
+        if not isinstance(record, dict):
+            raise ModelVersionError(f"{where} must hold a JSON object, not {type(record).__name__}")
+        if not _valid_name(record.get("version")):
+            raise ModelVersionError(
+                f"{where} names no valid version: 'version' is {record.get('version')!r}"
+            )
+        return record
 
     def champion(self) -> str | None:
         record = self.champion_record()
@@ -205,9 +240,13 @@ class ModelRegistry:
     def promote(self, version: str, reason: str, forced: bool = False, action: str = "promote"):
         """Makes ``version`` the champion. The pointer is replaced in one atomic rename."""
         self.verify(version)
+        try:
+            previous = self.champion()
+        except ModelVersionError:  # a broken pointer is what a promotion replaces
+            previous = None
         record = {
             "version": version,
-            "previous": self.champion(),
+            "previous": previous,
             "promoted_at": _now(),
             "reason": reason,
             "forced": forced,
@@ -237,7 +276,12 @@ class ModelRegistry:
 
     def rollback(self, version: str | None = None) -> dict[str, Any]:
         """Makes ``version`` (default: the champion before the current one) the champion."""
-        current = self.champion_record()
+        try:
+            current = self.champion_record()
+        except ModelVersionError:
+            if version is None:  # no pointer to find the previous champion in
+                raise
+            current = None  # a broken pointer is what a rollback to a named version replaces
         if version is None:
             if not current or not current.get("previous"):
                 raise ModelVersionError("no earlier champion to roll back to")

@@ -7,8 +7,7 @@ feedback go to the feedback store (:mod:`pipeline.feedback.store`).
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, and
 # `Request` is imported inside create_app so that the web stack loads only when serving.
-import hmac
-import json
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline.feedback.records import (
@@ -19,11 +18,12 @@ from pipeline.feedback.records import (
 )
 from pipeline.feedback.store import FeedbackStore
 from pipeline.model.registry import ModelRegistry
+from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES, BodyError, parse_body, read_body
 from pipeline.serving.features import RecordError
+from pipeline.serving.guards import Guard
 from pipeline.serving.watcher import ChampionWatcher, ServedModel
 
 MAX_BATCH = 1000
-MAX_BODY_BYTES = 1_000_000
 
 
 def create_app(
@@ -31,8 +31,19 @@ def create_app(
     store: FeedbackStore,
     api_token: str | None = None,
     poll_seconds: float = 0.5,
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
+    allowed_hosts: Sequence[str] | None = None,
 ):
-    """The FastAPI app. The store's schema must already be upgraded (``flywheel serve`` does)."""
+    """The FastAPI app. The store's schema must already be upgraded (``flywheel serve`` does).
+
+    Args:
+        registry: where the champion is read from (and hot-swapped).
+        store: where predictions and feedback are written.
+        api_token: a bearer token every route but ``/health`` requires; None: no token.
+        poll_seconds: how often ``champion.json`` is checked.
+        max_string_bytes: the longest string (in UTF-8) a body may hold anywhere; longer is 422.
+        allowed_hosts: the Host names answered (see :mod:`pipeline.serving.guards`); None: any.
+    """
     # Imported here so that importing the serving code does not load the web stack.
     from contextlib import asynccontextmanager
 
@@ -51,42 +62,21 @@ def create_app(
 
     app = FastAPI(title="Flywheel", lifespan=lifespan)
     app.state.watcher = watcher
+    app.add_middleware(Guard, api_token=api_token, allowed_hosts=allowed_hosts)
 
     def error(status: int, loc: list[Any], msg: str) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": loc, "msg": msg}]}, status_code=status)
 
-    def unauthorized(request: Request) -> JSONResponse | None:
-        if not api_token:
-            return None
-        given = request.headers.get("authorization", "")
-        if given.startswith("Bearer ") and hmac.compare_digest(given[7:], api_token):
-            return None
-        return JSONResponse(
-            {"detail": "a valid bearer token is required"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
     async def read_json(request: Request) -> tuple[Any, JSONResponse | None]:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return None, error(413, ["body"], f"body over {MAX_BODY_BYTES} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return None, error(413, ["body"], f"body over {MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
         try:
-            return json.loads(b"".join(chunks)), None
-        except ValueError as err:
-            return None, error(422, ["body"], f"not valid JSON: {err}")
+            raw = await read_body(request.headers.get("content-length"), request.stream())
+            return parse_body(raw, max_string_bytes), None
+        except BodyError as err:
+            return None, error(err.status, err.loc, err.message)
 
     @app.post("/predict")
     async def predict(request: Request):
         """Scores one record, or ``{"records": [...]}`` of up to 1,000, and logs each."""
-        if (denied := unauthorized(request)) is not None:
-            return denied
         body, failed = await read_json(request)
         if failed is not None:
             return failed
@@ -109,8 +99,6 @@ def create_app(
     @app.post("/feedback")
     async def post_feedback(request: Request):
         """``{"prediction_id": ..., "label": 0|1, "source": ...}``; sending it twice is fine."""
-        if (denied := unauthorized(request)) is not None:
-            return denied
         body, failed = await read_json(request)
         if failed is not None:
             return failed
@@ -133,14 +121,16 @@ def create_app(
             status_code=201 if stored.created else 200,
         )
 
+    # /health and /model answer from memory on the event loop: a route that is a plain `def`
+    # runs in the worker threads, which requests waiting on the database can all hold.
     @app.get("/health")
-    def health():
+    async def health():
         """Which version serves, which one the registry names, and any load error."""
         out = watcher.health()
         return JSONResponse(out, status_code=503 if out["status"] == "no_model" else 200)
 
     @app.get("/model")
-    def model():
+    async def model():
         """The serving champion: version, metrics on its holdout, when it was promoted."""
         current = watcher.current
         if current is None:

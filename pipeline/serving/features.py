@@ -38,7 +38,10 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float, e.g. 10**400
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         try:
             return float(value)
@@ -46,6 +49,11 @@ def _number(value: Any) -> float | None:
             return None
     return None
 
+
+# A number farther than this many training standard deviations from the training mean is
+# refused: standardized, it would overflow float32 (1e42) or the network's sums, and the score
+# would be NaN. No real measurement is a million standard deviations out.
+MAX_STANDARD_UNITS = 1e6
 
 _CALENDAR = {
     "hour": lambda ts: ts.hour,
@@ -70,6 +78,8 @@ class CompiledFeatures:
     means: np.ndarray  # (n_numeric,) float64, model order: numeric columns then lagged rates
     scales: np.ndarray
     required: tuple[str, ...] = field(default=())
+    # (n_numeric,) the range of each raw numeric column that the model takes (MAX_STANDARD_UNITS)
+    bounds: list[tuple[float, float]] = field(default_factory=list)
 
     @classmethod
     def compile(
@@ -90,6 +100,9 @@ class CompiledFeatures:
             spec.model_numeric
         ):
             raise ModelVersionError("preprocessing.json does not match the version's task spec")
+        means = np.array([prep.means[c] for c in prep.numeric], dtype=np.float64)
+        scales = np.array([prep.scales[c] for c in prep.numeric], dtype=np.float64)
+        reach = MAX_STANDARD_UNITS * scales[: len(spec.numeric)]
         return cls(
             spec=spec,
             categorical=[(c, lookup(c)) for c in spec.categorical],
@@ -99,10 +112,12 @@ class CompiledFeatures:
             ],
             numeric=list(spec.numeric),
             lags=lags,
-            means=np.array([prep.means[c] for c in prep.numeric], dtype=np.float64),
-            scales=np.array([prep.scales[c] for c in prep.numeric], dtype=np.float64),
+            means=means,
+            scales=scales,
             required=spec.input_columns,
-        )
+            bounds=list(zip((means[: len(reach)] - reach).tolist(),
+                            (means[: len(reach)] + reach).tolist(), strict=True)),
+        )  # fmt: skip
 
     def transform(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """``(categorical, numeric)``: ``(rows, n_cat)`` int64 and ``(rows, 2*n_num)`` float32.
@@ -122,7 +137,9 @@ class CompiledFeatures:
                     raise RecordError(i, col, "field required")
             ts = parse_timestamp(rec[ts_col])
             if ts is None:
-                raise RecordError(i, ts_col, "must be an ISO-8601 timestamp")
+                raise RecordError(
+                    i, ts_col, "must be an ISO-8601 timestamp (years 1 to 9999 in UTC)"
+                )
             row = cat[i]
             for j, (col, vocab) in enumerate(self.categorical):
                 value = rec[col]
@@ -134,8 +151,9 @@ class CompiledFeatures:
                 number = _number(rec[col])
                 if number is None:
                     raise RecordError(i, col, "is not a number")
-                if math.isinf(number):
-                    raise RecordError(i, col, "is infinite")
+                low, high = self.bounds[j]
+                if not low <= number <= high and number == number:  # (NaN: missing, allowed)
+                    raise RecordError(i, col, _out_of_range(rec[col], number, low, high))
                 values[j] = number
             for j, (by, table) in enumerate(self.lags, k_lag):
                 values[j] = table.get(tuple(str(rec[c]) for c in by), math.nan)
@@ -144,6 +162,16 @@ class CompiledFeatures:
         num[:, 0::2] = np.where(missing, 0.0, (raw - self.means) / self.scales)
         num[:, 1::2] = missing
         return cat, num
+
+
+def _out_of_range(value: Any, number: float, low: float, high: float) -> str:
+    shown = (
+        "is infinite" if math.isinf(number) and not isinstance(value, int) else "is out of range"
+    )
+    return (
+        f"{shown}: the model takes numbers from {low:.6g} to {high:.6g}"
+        f" ({MAX_STANDARD_UNITS:g} training standard deviations around the training mean)"
+    )
 
 
 def records_for_api(frame: pd.DataFrame, spec: TaskSpec) -> list[dict[str, Any]]:

@@ -2,13 +2,16 @@
 
 A watcher thread polls the registry's ``champion.json``; a new champion is loaded and compiled
 beside the old one, then swapped in by one reference assignment, so no request fails during the
-swap. If the new version cannot be loaded the old one keeps serving and ``/health`` says so.
+swap. If the new version cannot be loaded the old one keeps serving and ``/health`` says so;
+so it does when the watcher itself stops checking.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +23,15 @@ import torch
 from pipeline.model.registry import LoadedModel, ModelRegistry, ModelVersionError
 from pipeline.serving.features import CompiledFeatures
 from pipeline.task import parse_task
+
+log = logging.getLogger(__name__)
+
+# /health calls the watcher stalled when no check has started for this many poll intervals
+# (at least MIN_STALE_SECONDS, so that loading a large version does not look like a hang).
+STALE_POLLS = 5
+MIN_STALE_SECONDS = 2.0
+# The folders of an absolute path in an error's text (its file name is kept): /health is public.
+_ABSOLUTE_DIRS = re.compile(r"(?<![\w.~:/])/(?:[^/\s'\"]+/)+")
 
 
 @dataclass
@@ -47,7 +59,11 @@ class ServedModel:
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
         cat, num = self.features.transform(records)
         logits = self.module(torch.from_numpy(cat), torch.from_numpy(num))  # (rows,)
-        return torch.sigmoid(logits).numpy().astype(np.float64)
+        scores = torch.sigmoid(logits).numpy().astype(np.float64)
+        if not np.isfinite(scores).all():  # inputs are bounded, so the model itself is broken
+            bad = int(np.flatnonzero(~np.isfinite(scores))[0])
+            raise ValueError(f"model version {self.version} gave no finite score for record {bad}")
+        return scores
 
 
 def load_served(registry: ModelRegistry, record: dict[str, Any]) -> ServedModel:
@@ -69,15 +85,32 @@ def load_served(registry: ModelRegistry, record: dict[str, Any]) -> ServedModel:
 
 
 class ChampionWatcher:
-    """Keeps ``current`` on the registry's champion; polls ``champion.json`` in a thread."""
+    """Keeps ``current`` on the registry's champion; polls ``champion.json`` in a thread.
 
-    def __init__(self, registry: ModelRegistry, poll_seconds: float = 0.5):
+    Nothing that goes wrong in a check ends the thread: a ``champion.json`` that cannot be read
+    or a version that cannot be loaded is reported in ``load_error`` (the old champion keeps
+    serving); any other exception is logged and counted. ``health()`` says ``degraded`` when
+    the thread has died or has not started a check for ``stale_after`` seconds.
+    """
+
+    def __init__(
+        self, registry: ModelRegistry, poll_seconds: float = 0.5, stale_after: float | None = None
+    ):
         self.registry = registry
         self.poll_seconds = poll_seconds
+        self.stale_after = (
+            stale_after
+            if stale_after is not None
+            else max(STALE_POLLS * poll_seconds, MIN_STALE_SECONDS)
+        )
         self.current: ServedModel | None = None
         self.pointer: dict[str, Any] | None = None  # the last champion.json acted on
         self.load_error: dict[str, Any] | None = None
         self.checked_at: float | None = None
+        self.errors = 0  # checks that failed in a way nobody foresaw
+        self.last_error: dict[str, Any] | None = None
+        self._failing = False  # the latest check was one of those
+        self._beat: float | None = None  # time.monotonic() at the latest check's start
         self._stat: tuple[int, int] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -86,7 +119,7 @@ class ChampionWatcher:
     def check(self) -> None:
         """Loads the champion if the pointer changed; on failure keeps the old one."""
         with self._lock:
-            self.checked_at = time.time()
+            self.checked_at, self._beat = time.time(), time.monotonic()
             try:
                 st = self.registry.champion_file.stat()
             except FileNotFoundError:
@@ -94,29 +127,61 @@ class ChampionWatcher:
             stat = (st.st_mtime_ns, st.st_size)
             if stat == self._stat:
                 return
-            record = self.registry.champion_record()
+            try:
+                record = self.registry.champion_record()
+            except ModelVersionError as err:  # unreadable, not JSON, no valid version
+                self._stat = stat  # reported once; read again when the file changes
+                self._report(None, err)
+                return
             self._stat = stat
-            if record is None or record == self.pointer:
+            if record is None:
+                return
+            if record == self.pointer:  # the same pointer again, e.g. after a broken one
+                if self.load_error is not None and self.load_error["version"] is None:
+                    self.load_error = None
                 return
             self.pointer = record
             try:
                 served = load_served(self.registry, record)
-            except (ModelVersionError, OSError, ValueError, KeyError) as err:
-                self.load_error = {
-                    "version": record.get("version"),
-                    "error": str(err),
-                    "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                }
+            except Exception as err:  # whatever stops a version loading is reported, not fatal
+                self._report(record["version"], err)
                 return
             self.current = served  # one assignment: requests in flight keep their own model
             self.load_error = None
 
+    def _report(self, version: str | None, err: Exception) -> None:
+        """Records why the champion named by champion.json (``version``; None: the pointer
+        itself) cannot serve."""
+        self.load_error = {"version": version, "error": self._public(err), "at": _now()}
+        log.warning("champion %s cannot serve: %s", version or "pointer", err)
+
+    def _public(self, err: BaseException) -> str:
+        """The error's text without absolute paths: the registry root reads ``models``."""
+        text = str(err) or type(err).__name__
+        for root in {str(self.registry.root.resolve()), str(self.registry.root)}:
+            text = text.replace(root, "models")
+        return _ABSOLUTE_DIRS.sub("", text)
+
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_seconds):
-            self.check()
+            try:
+                self.check()
+            except Exception as err:  # the thread must outlive any one check
+                self.errors += 1
+                self.last_error = {"error": self._public(err), "at": _now()}
+                self._failing = True
+                log.exception("champion watcher: the check failed (%d so far)", self.errors)
+            else:
+                self._failing = False
 
     def start(self) -> None:
-        self.check()
+        try:
+            self.check()
+        except Exception as err:  # as in the loop: counted, reported, and tried again
+            self.errors += 1
+            self.last_error = {"error": self._public(err), "at": _now()}
+            self._failing = True
+            log.exception("champion watcher: the first check failed")
         self._thread = threading.Thread(target=self._loop, name="champion-watcher", daemon=True)
         self._thread.start()
 
@@ -126,11 +191,17 @@ class ChampionWatcher:
             self._thread.join(timeout=5)
 
     def health(self) -> dict[str, Any]:
+        """What ``/health`` answers, from memory alone (never the disk or the database)."""
         serving = self.current.version if self.current else None
         champion = self.pointer.get("version") if self.pointer else None
+        alive = self._thread is not None and self._thread.is_alive()
+        since = None if self._beat is None else time.monotonic() - self._beat
+        stalled = self._thread is not None and (
+            not alive or since is None or since > self.stale_after
+        )
         if serving is None:
             status = "no_model"
-        elif self.load_error is not None:
+        elif self.load_error is not None or self._failing or stalled:
             status = "degraded"
         else:
             status = "ok"
@@ -140,4 +211,15 @@ class ChampionWatcher:
             "champion_version": champion,
             "load_error": self.load_error,
             "checked_at": self.checked_at,
+            "watcher": {
+                "alive": alive,
+                "seconds_since_check": None if since is None else round(since, 3),
+                "stale_after": self.stale_after,
+                "errors": self.errors,
+                "last_error": self.last_error,
+            },
         }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

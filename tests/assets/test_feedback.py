@@ -60,3 +60,45 @@ def test_user_feedback_of_a_store_without_tables_is_empty(tmp_path):
     meta = result.asset_materializations_for_node("user_feedback")[0].metadata
     assert meta["dagster/row_count"].value == 0
     assert pd.read_parquet(home.feedback_examples_file).empty
+
+
+@pytest.mark.slow
+def test_one_bad_feedback_row_is_quarantined_with_its_reason_and_the_run_goes_on(tmp_path):
+    """Rows the API refuses today may already be in a store (logged before the door checked
+    them, or by another writer): each is quarantined with its reason, the rest train."""
+    spec, home, _ = build_home(tmp_path)
+    store = FeedbackStore(FlywheelHome.at(home).feedback_url)
+    store.upgrade()
+    rows = PartitionStore(home / "raw_data").read(SERVE_DAY).head(8)
+    records = records_for_api(rows, spec)
+    records[1] = {**records[1], "plan": "\ud800"}  # not valid Unicode: UTF-8 cannot store it
+    records[2] = {**records[2], "note": "\udfff", "event_time": "not a time"}  # and quarantined
+    records[3] = {**records[3], "note": {"nested": [1, 2]}, "usage": "lots"}
+    records[4] = {**records[4], "note": "text", "tenure": "many"}  # the same column, a string
+    records[5] = {**records[5], "usage": 10**400}  # no float holds it: cleaning its day raises
+    ids = store.log_predictions("v1", records, [0.5] * 8, 0.5)
+    for pid in ids:
+        store.add_feedback(pid, 1, "test")
+    resources = {
+        "feedback": FeedbackStoreResource(url=store.url),
+        "storage": FlywheelStorage(home=str(home)),
+        "task": TaskSource(task_file=str(tmp_path / "task" / "churn.yaml")),
+    }
+    result = materialize([user_feedback], resources=resources)
+    assert result.success
+    meta = result.asset_materializations_for_node("user_feedback")[0].metadata
+    assert meta["dagster/row_count"].value == 3 and meta["quarantined_rows"].value == 5
+    quarantine = pd.read_parquet(FlywheelHome.at(home).feedback_quarantine_file)
+    reasons = dict(zip(quarantine["prediction_id"], quarantine["quarantine_reason"], strict=True))
+    assert reasons[ids[1]] == "text: 'plan' is not valid Unicode (a lone surrogate)"
+    assert reasons[ids[2]] == "text: 'note' is not valid Unicode (a lone surrogate)"
+    assert reasons[ids[3]] == "numeric: 'usage' is not a number"
+    assert reasons[ids[4]] == "numeric: 'tenure' is not a number"
+    assert reasons[ids[5]] == "cleaning failed: OverflowError: int too large to convert to float"
+    by_id = quarantine.set_index("prediction_id")
+    assert by_id.loc[ids[1], "plan"] == "\\ud800"  # kept, escaped, for whoever looks
+    assert by_id.loc[ids[3], "note"] == '{"nested": [1, 2]}'
+    examples = pd.read_parquet(FlywheelHome.at(home).feedback_examples_file)
+    assert sorted(examples["prediction_id"]) == sorted([ids[0], *ids[6:]])
+    assert examples["label"].tolist() == [1, 1, 1]
+    store.close()

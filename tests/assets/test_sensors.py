@@ -17,7 +17,8 @@ from assets.sensors import (
     decide_feedback_run,
     settle_pending,
 )
-from pipeline.feedback.store import FeedbackStore, FeedbackSummary, feedback
+from pipeline.feedback.schema import feedback
+from pipeline.feedback.store import FeedbackStore, FeedbackSummary
 from pipeline.home import FlywheelHome
 from resources import FeedbackStoreResource
 

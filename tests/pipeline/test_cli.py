@@ -10,6 +10,9 @@ from pipeline.cli import main
 from pipeline.model.features import Preprocessor
 from pipeline.model.module import FlywheelModule
 from pipeline.model.registry import ModelRegistry
+from tests.servers import free_port
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -61,3 +64,40 @@ def test_console_script_is_installed(home: Path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "champion" in proc.stdout
+
+
+BROKEN_POINTERS = ['{"version": "2025', '{"version": 5}', "[1, 2]"]
+
+
+@pytest.mark.parametrize("pointer", BROKEN_POINTERS, ids=["half-written", "number", "list"])
+@pytest.mark.parametrize("command", [["list"], ["show", "VERSION"], ["rollback"]])
+def test_models_commands_name_a_broken_champion_json_in_one_line(home, capsys, pointer, command):
+    registry = ModelRegistry(home / "models")
+    command = [registry.versions()[0] if arg == "VERSION" else arg for arg in command]
+    registry.champion_file.write_text(pointer)
+    assert main(["--home", str(home), "models", *command]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("flywheel: ")
+    assert str(registry.champion_file) in err
+    assert registry.champion_file.read_text() == pointer  # nothing was changed
+
+
+def test_rollback_to_a_named_version_replaces_a_broken_champion_json(home, capsys):
+    registry = ModelRegistry(home / "models")
+    first = registry.versions()[0]
+    registry.champion_file.write_text('{"version": 5}')
+    assert main(["--home", str(home), "models", "rollback", first]) == 0
+    assert registry.champion() == first
+
+
+def test_serve_with_a_broken_champion_json_stops_with_one_line(home):
+    registry = ModelRegistry(home / "models")
+    registry.champion_file.write_text('{"version": "2025')
+    # `python -m pipeline.cli` from the project: the code of this tree, as the script runs it.
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--home", str(home), "serve", "--port",
+         str(free_port())], cwd=PROJECT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("flywheel: ") and "champion.json is not valid JSON" in proc.stderr

@@ -67,6 +67,8 @@ def test_the_index_is_kept():
         (None, None),
         (1740823200, None),  # a number is not an ISO-8601 string
         (dt.date(2025, 3, 1), None),
+        ("0001-01-01T00:00+01:00", None),  # before year 1 once in UTC
+        ("9999-12-31T23:00-14:00", None),  # after year 9999 once in UTC
     ],
 )
 def test_parse_timestamp(value, expected):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data.cleaning import QUARANTINE_REASON
-from pipeline.data.storage import PartitionStore
+from pipeline.data.storage import PartitionStore, write_parquet_atomic
 from pipeline.feedback.examples import FEEDBACK_META, clean_feedback
 from pipeline.feedback.store import FeedbackStore
 from pipeline.home import FlywheelHome
@@ -153,12 +153,48 @@ def test_examples_from_a_real_feedback_store(spec, raw, tmp_path):
     ids = store.log_predictions("v7", records, [0.9, 0.2], threshold=0.5)
     store.add_feedback(ids[0], 0, source="api")
     store.add_feedback(ids[1], 1, source="api")
-    store.add_feedback(ids[0], 1, source="audit")  # the newest feedback of a prediction wins
+    store.add_feedback(ids[1], 1, source="audit")  # agrees: one example, both sources
+    store.add_feedback(ids[0], 1, source="audit")  # disagrees: quarantined, never flipped
     found = clean_feedback(spec, store.labelled_examples(), raw)
     store.close()
     features = found.features
-    assert features["prediction_id"].tolist() == [ids[1], ids[0]]
-    assert features[LABEL_COLUMN].tolist() == [1, 1]
-    assert features["feedback_source"].tolist() == ["api", "audit"]
-    assert features["model_version"].tolist() == ["v7", "v7"]
-    assert features["rate_region_3d"].tolist() == [1.0, 0.5]
+    assert features["prediction_id"].tolist() == [ids[1]]
+    assert features[LABEL_COLUMN].tolist() == [1]
+    assert features["feedback_source"].tolist() == ["api,audit"]
+    assert features["feedback_id"].tolist() == [3]  # the newest of its votes
+    assert features["model_version"].tolist() == ["v7"]
+    assert features["rate_region_3d"].tolist() == [1.0]
+    assert found.quarantine["prediction_id"].tolist() == [ids[0]]
+    assert found.quarantine[QUARANTINE_REASON].tolist() == [
+        "label: sources disagree (api=0, audit=1)"
+    ]
+    assert found.newest_feedback_id == 4
+
+
+def test_a_row_whose_cleaning_raises_is_quarantined_alone(spec, raw):
+    examples = pd.DataFrame([_example(1, 1), _example(2, 0, usage=10**400), _example(3, 0)])
+    found = clean_feedback(spec, examples, raw)
+    assert found.features["feedback_id"].tolist() == [1, 3]
+    assert found.features[LABEL_COLUMN].tolist() == [1, 0]
+    assert found.quarantine["feedback_id"].tolist() == [2]
+    assert found.quarantine[QUARANTINE_REASON].tolist() == [
+        "cleaning failed: OverflowError: int too large to convert to float"
+    ]
+
+
+def test_text_that_is_not_valid_unicode_is_quarantined_and_kept_escaped(spec, raw, tmp_path):
+    examples = pd.DataFrame(
+        [_example(1, 1), _example(2, 0, plan="\ud800"), _example(3, 1, note={"a": [1]}),
+         _example(4, 0, note="x", usage="lots")],
+        dtype=object,
+    )  # fmt: skip
+    found = clean_feedback(spec, examples, raw)
+    assert found.features["feedback_id"].tolist() == [1, 3]
+    assert found.quarantine["feedback_id"].tolist() == [2, 4]
+    assert found.quarantine[QUARANTINE_REASON].tolist() == [
+        "text: 'plan' is not valid Unicode (a lone surrogate)",
+        "numeric: 'usage' is not a number",
+    ]
+    assert found.quarantine["plan"].tolist() == ["\\ud800", "pro"]
+    write_parquet_atomic(found.quarantine, tmp_path / "q.parquet")  # a file can hold it
+    write_parquet_atomic(found.features, tmp_path / "f.parquet")

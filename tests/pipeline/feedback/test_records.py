@@ -8,6 +8,7 @@ import pytest
 from pipeline.feedback.records import (
     MAX_SOURCE_LENGTH,
     FeedbackError,
+    FeedbackFileError,
     read_feedback_file,
     validate_feedback,
 )
@@ -50,5 +51,5 @@ def test_read_feedback_file(tmp_path: Path):
         csv, index=False
     )
     assert read_feedback_file(csv)["prediction_id"].tolist() == ["007"]  # kept as text
-    with pytest.raises(FeedbackError, match=r"neither \.csv nor \.parquet"):
+    with pytest.raises(FeedbackFileError, match=r"f\.json is neither \.csv nor \.parquet"):
         read_feedback_file(tmp_path / "f.json")

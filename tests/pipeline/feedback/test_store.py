@@ -16,7 +16,8 @@ from pipeline.feedback.records import (
     SchemaError,
     UnknownPrediction,
 )
-from pipeline.feedback.store import SCHEMA_VERSION, FeedbackStore
+from pipeline.feedback.schema import SCHEMA_VERSION
+from pipeline.feedback.store import FeedbackStore
 from pipeline.home import FlywheelHome
 
 
@@ -63,10 +64,11 @@ def test_feedback_rules(store):
     summary = store.summary_after(first.id)
     assert (summary.count, summary.newest_id) == (2, store.newest_feedback_id())
     examples = store.labelled_examples()
-    # One row per prediction; the newest feedback wins.
-    assert examples["prediction_id"].tolist() == [ids[0], ids[1]]
-    assert examples["feedback_label"].tolist() == [0, 0]
-    assert examples["feedback_id"].tolist()[0] == second_source.id
+    # Every vote, in feedback id order (clean_feedback decides what they make of a prediction).
+    assert examples["prediction_id"].tolist() == [ids[0], ids[0], ids[1]]
+    assert examples["feedback_label"].tolist() == [1, 0, 0]
+    assert examples["feedback_source"].tolist() == ["app", "audit", "app"]
+    assert examples["feedback_id"].tolist()[1] == second_source.id
     assert store.labelled_examples(upto_id=first.id)["feedback_label"].tolist() == [1]
 
 

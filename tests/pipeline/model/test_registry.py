@@ -105,3 +105,26 @@ def test_crash_while_writing_version_leaves_nothing(registry, monkeypatch):
         _save(registry)
     assert registry.versions() == []
     assert not any(registry.versions_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"version": "2025', "is not valid JSON"),
+        ("[]", "must hold a JSON object, not list"),
+        ('{"version": 5}', "names no valid version: 'version' is 5"),
+        ('{"version": "../x"}', "names no valid version"),
+        ("{}", "names no valid version: 'version' is None"),
+    ],
+)
+def test_a_broken_champion_json_is_refused_naming_the_file(registry, text, problem):
+    registry.champion_file.parent.mkdir(parents=True)
+    registry.champion_file.write_text(text)
+    with pytest.raises(ModelVersionError, match=rf"^{registry.champion_file}.*{problem}"):
+        registry.champion_record()
+
+
+@pytest.mark.parametrize("version", [5, None, ["a"], "", ".hidden", "a/b"])
+def test_a_version_name_that_is_no_plain_name_is_refused(registry, version):
+    with pytest.raises(ModelVersionError, match="is not a valid version name"):
+        registry.path(version)

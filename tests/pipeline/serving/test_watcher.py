@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.data.storage import PartitionStore
 from pipeline.model.registry import ModelRegistry
@@ -130,3 +131,14 @@ def test_a_first_champion_that_cannot_load_serves_nothing(built, registry):
     health = watcher.health()
     assert health["status"] == "no_model"  # nothing served, though a load failed
     assert health["load_error"]["version"] == second
+
+
+def test_a_model_that_gives_no_finite_score_says_so_instead_of_answering_nan(built, registry):
+    spec, home, _, _, _ = built
+    watcher = ChampionWatcher(registry)
+    watcher.check()
+    served = watcher.current
+    with torch.no_grad():
+        next(served.module.parameters()).fill_(float("nan"))  # a broken model, not a bad input
+    with pytest.raises(ValueError, match=f"model version {served.version} gave no finite score"):
+        served.scores(serve_rows(spec, home)[:3])

@@ -1,0 +1,76 @@
+"""The feedback store's tables and how to reach a database: one owner of the schema.
+
+``predictions``: id, model version, time, the input record (JSON), score, threshold, decision.
+``feedback``: an increasing id, the prediction's id, label 0 or 1, source, time; the pair
+(prediction id, source) is unique, so the same feedback sent twice is stored once.
+``flywheel_schema``: the versions the schema was upgraded to (:meth:`FeedbackStore.upgrade`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline.feedback.records import MAX_SOURCE_LENGTH
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+schema_info = sa.Table(
+    "flywheel_schema",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("upgraded_at", sa.DateTime(timezone=True), nullable=False),
+)
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("decision", sa.SmallInteger, nullable=False),
+)
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prediction_id", sa.String(32), sa.ForeignKey("predictions.id"), nullable=False),
+    sa.Column("label", sa.SmallInteger, nullable=False),
+    sa.Column("source", sa.String(MAX_SOURCE_LENGTH), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("prediction_id", "source", name="uq_feedback_prediction_source"),
+    sa.CheckConstraint("label IN (0, 1)", name="ck_feedback_label"),
+)
+sa.Index("ix_feedback_created_at", feedback.c.created_at)
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The SQLAlchemy URL of a SQLite file (the default store: ``FlywheelHome.feedback_url``)."""
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get WAL, a busy timeout and their folder created."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
