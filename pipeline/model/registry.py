@@ -275,7 +275,13 @@ class ModelRegistry:
         return [json.loads(line) for line in self.log_file.read_text().splitlines() if line]
 
     def rollback(self, version: str | None = None) -> dict[str, Any]:
-        """Makes ``version`` (default: the champion before the current one) the champion."""
+        """Makes ``version`` (default: the champion before the current one) the champion,
+        holding the promotion lock: a gate deciding at the same moment waits, then compares its
+        challenger with the champion the rollback left."""
+        with self.promotion_lock():
+            return self._rollback(version)
+
+    def _rollback(self, version: str | None) -> dict[str, Any]:
         try:
             current = self.champion_record()
         except ModelVersionError:

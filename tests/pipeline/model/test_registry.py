@@ -1,5 +1,9 @@
+import fcntl
 import json
 import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -72,6 +76,35 @@ def test_promote_and_rollback(registry: ModelRegistry):
     actions = [h["action"] for h in registry.history()]
     assert actions == ["promote", "promote", "rollback", "rollback"]
     assert registry.versions() == [a, b, c]  # nothing deleted
+
+
+def test_a_rollback_waits_for_a_gate_that_holds_the_promotion_lock(registry: ModelRegistry):
+    a, b = _save(registry, 0), _save(registry, 1)
+    registry.promote(a, "first")
+    registry.promote(b, "better")
+    # Another process holds the lock (as a gate deciding would) until told to let go.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX);"
+            " print('held', flush=True); sys.stdin.readline()"
+        ), str(registry.root / ".promotion.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (registry.rollback(), done.set()))
+        worker.start()
+        assert not done.wait(1.0)  # still waiting for the lock
+        assert registry.champion() == b
+        with (registry.root / ".promotion.lock").open("a") as fh:  # held elsewhere: not free
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        holder.communicate("\n", timeout=10)
+    assert done.wait(10)
+    worker.join()
+    assert registry.champion() == a
 
 
 def test_rollback_without_history_fails(registry: ModelRegistry):
