@@ -26,7 +26,7 @@ def test_flywheel_value_quick_prints_its_table(tmp_path: Path):
     header = next(i for i, line in enumerate(lines) if line.startswith("measure"))
     assert lines[header].split() == ["measure", "A", "B", "ratio", "goal", "met"]
     table = lines[header + 2 :]
-    assert len(table) == 7 and table[-1].split()[-1] in {"yes", "no"}
+    assert len(table) == 8 and table[-1].split()[-1] in {"yes", "no"}
     assert any("50% feedback" in line for line in table)
     (path,) = results.glob("flywheel_value-*.json")
     payload = json.loads(path.read_text())
