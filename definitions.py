@@ -131,9 +131,12 @@ class Settings:
 
 def build_defs(settings: Settings) -> Definitions:
     """The whole project for ``settings``."""
+    # which days' labels mature, and so which raw days the lagged rates read: the task's (a YAML
+    # read, no data)
+    label_delay_days = load_task(settings.task_file).label_delay_days
     with _features_used_on_purpose():  # the partitioned assets and checks are built here
         partitions = daily_partitions(settings.start_date)
-        raw_data, cleaned_features = build_data_assets(partitions)
+        raw_data, cleaned_features = build_data_assets(partitions, label_delay_days)
         checks = build_data_checks(raw_data, cleaned_features, partitions)
         live_performance, live_check = build_live_performance(partitions)
     home = FlywheelHome.at(settings.home)
@@ -162,8 +165,7 @@ def build_defs(settings: Settings) -> Definitions:
                 timezone=settings.timezone,
                 run_config=settings.retrain_config,
                 default_status=settings.retrain_status,
-                # which days' labels mature each night: the task's (a YAML read, no data)
-                label_delay_days=load_task(settings.task_file).label_delay_days,
+                label_delay_days=label_delay_days,
             )
         ],
         sensors=[

@@ -31,7 +31,8 @@ from pipeline.data.storage import CachedReader
 from pipeline.steps import build_features_day, ingest_day, keep_unassigned
 from resources import FlywheelStorage, TaskSource
 
-# cleaned_features[D] reads raw_data[D] and, for lagged rates, up to this many earlier days.
+# cleaned_features[D] reads raw_data[D] and, for lagged rates, up to this many earlier days,
+# ending the task's label_delay_days before D (the labels matured by D).
 HISTORY_DAYS = 31
 
 
@@ -69,9 +70,10 @@ def _run_days(context: AssetExecutionContext, step: Callable[[Any], Any], what: 
 
 
 def build_data_assets(
-    partitions: DailyPartitionsDefinition,
+    partitions: DailyPartitionsDefinition, label_delay_days: int = 0
 ) -> tuple[AssetsDefinition, AssetsDefinition]:
-    """``raw_data`` and ``cleaned_features`` over ``partitions``."""
+    """``raw_data`` and ``cleaned_features`` over ``partitions``; ``cleaned_features[D]``
+    depends on the raw days its lagged rates may read under the task's ``label_delay_days``."""
 
     @asset(
         partitions_def=partitions,
@@ -118,7 +120,8 @@ def build_data_assets(
             AssetDep(
                 raw_data,
                 partition_mapping=TimeWindowPartitionMapping(
-                    start_offset=-HISTORY_DAYS, allow_nonexistent_upstream_partitions=True
+                    start_offset=-(HISTORY_DAYS + label_delay_days),
+                    allow_nonexistent_upstream_partitions=True,
                 ),
             )
         ],
@@ -138,7 +141,12 @@ def build_data_assets(
         raw, store = storage.partitions("raw_data"), storage.partitions("cleaned_features")
         if spec.max_lag_days > HISTORY_DAYS:
             raise Failure(f"lagged rates over {spec.max_lag_days} days: at most {HISTORY_DAYS}")
-        reader = CachedReader(raw, spec.max_lag_days)  # each raw day read once in this run
+        if spec.lag_reach_days > HISTORY_DAYS + label_delay_days:
+            raise Failure(
+                f"the task's label_delay_days ({spec.label_delay_days}) is not the one the"
+                f" definitions were built with ({label_delay_days}): reload the definitions"
+            )
+        reader = CachedReader(raw, spec.lag_reach_days)  # each raw day read once in this run
         step = lambda day: build_features_day(spec, raw, store, day, reader, as_of)  # noqa: E731
         for r in _run_days(context, step, "cleaned_features"):
             context.add_asset_metadata(

@@ -67,18 +67,21 @@ def write_results(results_dir: Path, name: str, payload: dict[str, Any]) -> Path
     return path
 
 
-def clean_days(spec: TaskSpec, first: dt.date, last: dt.date, history_days: int = 7):
-    """Cleaned rows of the days ``first``..``last`` (inclusive), each with its 7-day history.
+def clean_days(spec: TaskSpec, first: dt.date, last: dt.date):
+    """Cleaned rows of the days ``first``..``last`` (inclusive), each with its lagged-rate
+    history.
 
     Goes through the real pipeline: ``read_day`` then ``clean_day`` with the raw rows of the
-    ``history_days`` days before as history.
+    days its lagged rates read (``spec.history_days``: the days whose labels have matured by
+    the row's day) as history.
     """
     source = make_source(spec)
     n = (last - first).days + 1
-    days = [first + dt.timedelta(days=i) for i in range(-history_days, n)]
+    reach = spec.lag_reach_days
+    days = [first + dt.timedelta(days=i) for i in range(-reach, n)]
     raw = {day: source.read_day(day) for day in days}
     frames = []
-    for day in days[history_days:]:
-        history = pd.concat([raw[day - dt.timedelta(days=k)] for k in range(1, history_days + 1)])
+    for day in days[reach:]:
+        history = pd.concat([raw[d] for d in spec.history_days(day)]) if reach else None
         frames.append(clean_day(raw[day], day, spec, history).features)
     return pd.concat(frames, ignore_index=True)

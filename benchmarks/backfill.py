@@ -137,7 +137,7 @@ for day in days:
 done("raw_data")
 check_raw_days(spec, raw, verdicts, days)
 done("raw_data checks")
-reader = CachedReader(raw, spec.max_lag_days)  # as the cleaned_features asset does
+reader = CachedReader(raw, spec.lag_reach_days)  # as the cleaned_features asset does
 for day in days:
     build_features_day(spec, raw, features, day, reader)
 done("cleaned_features")

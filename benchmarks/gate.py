@@ -76,7 +76,7 @@ def build_home(root: Path, spec, days: list[dt.date]) -> FlywheelHome:
     home = FlywheelHome.at(root)
     raw, feats, source = home.partitions("raw_data"), home.partitions("cleaned_features"), None
     source = make_source(spec)
-    lead = [days[0] - dt.timedelta(days=k) for k in range(spec.max_lag_days, 0, -1)]
+    lead = [days[0] - dt.timedelta(days=k) for k in range(spec.lag_reach_days, 0, -1)]
     for day in [*lead, *days]:
         ingest_day(source, raw, day)
     for day in days:

@@ -55,11 +55,11 @@ def build_champion(home: Path, window_days: int, epochs: int):
     source = make_source(spec)
     raw, feats = PartitionStore(home / "raw_data"), PartitionStore(home / "cleaned_features")
     holdout = 2
-    first = SERVE_DAY - dt.timedelta(days=window_days + holdout + spec.max_lag_days)
+    first = SERVE_DAY - dt.timedelta(days=window_days + holdout + spec.lag_reach_days)
     day = first
     while day <= SERVE_DAY:
         ingest_day(source, raw, day)
-        if day >= first + dt.timedelta(days=spec.max_lag_days):
+        if day >= first + dt.timedelta(days=spec.lag_reach_days):
             build_features_day(spec, raw, feats, day)
         day += dt.timedelta(days=1)
     registry = ModelRegistry(home / "models")

@@ -91,7 +91,7 @@ def build_features_day(
     ``as_of`` is the run's clock: until ``spec.label_delay_days`` have passed since ``day`` its
     rows are kept unlabelled (label NaN). None: every label is usable.
     """
-    reader = reader or CachedReader(raw, spec.max_lag_days)
+    reader = reader or CachedReader(raw, spec.lag_reach_days)
     if not raw.exists(day):
         raise FileNotFoundError(
             f"partition {day}: raw_data has not been materialized ({raw.path(day)})"

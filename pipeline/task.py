@@ -106,9 +106,20 @@ class TaskSpec:
     def max_lag_days(self) -> int:
         return max((rule.days for rule in self.lagged_rates), default=0)
 
+    @property
+    def lag_reach_days(self) -> int:
+        """How many days back from a day its lagged rates reach: their longest window, ending
+        ``label_delay_days`` before the day (0 without lagged rates)."""
+        return self.max_lag_days + self.label_delay_days if self.lagged_rates else 0
+
     def history_days(self, day: dt.date) -> list[dt.date]:
-        """The days before ``day`` that its lagged rates read, oldest first."""
-        return [day - dt.timedelta(days=k) for k in range(self.max_lag_days, 0, -1)]
+        """The days before ``day`` that its lagged rates read, oldest first: the longest
+        window's days, ending ``label_delay_days`` before ``day``, whose labels have matured by
+        ``day`` (with no delay, the days right before it)."""
+        return [
+            day - dt.timedelta(days=k)
+            for k in range(self.lag_reach_days, self.label_delay_days, -1)
+        ]
 
     def to_mapping(self) -> dict[str, Any]:
         """The spec as the mapping a task file holds; :func:`parse_task` reads it back equal."""

@@ -78,7 +78,8 @@ def clean_day(
         day: the partition's date (UTC).
         spec: the task.
         history: raw rows of earlier days, used only for the lagged rates; any rows on or after
-            ``day`` in it are ignored. Or those rows as :class:`HistoryPiece` s (e.g. one per
+            ``day`` in it, or in the task's ``label_delay_days`` before it (labels not known on
+            ``day``), are ignored. Or those rows as :class:`HistoryPiece` s (e.g. one per
             raw day, built once per run): the same result, without re-reading them.
         labelled: False while the day's batch labels have not matured
             (:mod:`pipeline.data.maturity`): the label column is then NaN and never a reason
@@ -151,7 +152,9 @@ def clean_day(
         keys = {c: key_strings(raw[c]) for c in lag_key_columns(spec)}
         for rule in spec.lagged_rates:
             by = [keys[c] for c in rule.by]
-            out[rule.feature_name] = lagged_rate_values(day, pieces, rule, by)
+            out[rule.feature_name] = lagged_rate_values(
+                day, pieces, rule, by, spec.label_delay_days
+            )
 
     bad = ~clean
     quarantine = raw.loc[bad].copy()

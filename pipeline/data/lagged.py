@@ -1,5 +1,10 @@
 """Lagged rates: the share of positive labels per group over the days before a day.
 
+Only labels that have matured by the day are counted: under a task's ``label_delay_days`` the
+window of day D is the ``days`` days ending ``label_delay_days`` before D, so that a row's rates
+are the same whether its day is cleaned then or later, and serving (whose tables are computed as
+of a day with the same window) sees what training saw. Without a delay: the days right before D.
+
 Used by ``cleaned_features`` (through :func:`pipeline.data.cleaning.clean_day`), by feedback
 examples (cleaned the same way), and by serving, whose tables :func:`lag_tables` computes at
 training time with the very same function.
@@ -49,7 +54,8 @@ def lagged_rates(
     spec: TaskSpec,
     rule: LaggedRate,
 ) -> pd.DataFrame:
-    """Share of positive labels per group over the ``rule.days`` days strictly before ``day``.
+    """Share of positive labels per group over the ``rule.days`` days ending
+    ``spec.label_delay_days`` before ``day`` (with no delay: the days strictly before it).
 
     Returns one row per group: the ``by`` columns and the rate (named ``rule.feature_name``).
     Rows of ``history`` outside that window, or with an unusable label, are not counted.
@@ -59,16 +65,19 @@ def lagged_rates(
         return pd.DataFrame(columns=[*rule.by, name])
     if not isinstance(history, LabelledHistory):
         history = LabelledHistory.of(history, spec)
-    start, end = _window(day, rule)
+    start, end = _window(day, rule, spec.label_delay_days)
     usable = history.usable & (history.timestamps >= start) & (history.timestamps < end)
     frame = history.rows.loc[usable, list(rule.by)].astype(str)
     frame[name] = history.labels[usable].to_numpy()
     return frame.groupby(list(rule.by), as_index=False)[name].mean()
 
 
-def _window(day: dt.date, rule: LaggedRate) -> tuple[pd.Timestamp, pd.Timestamp]:
-    start = pd.Timestamp(day - dt.timedelta(days=rule.days), tz="UTC")
-    return start, pd.Timestamp(day, tz="UTC")
+def _window(day: dt.date, rule: LaggedRate, delay_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[start, end)`` of the rates of ``day``: ``rule.days`` days whose labels have matured by
+    ``day`` (the last one ends ``delay_days`` before it)."""
+    end = day - dt.timedelta(days=delay_days)
+    start = end - dt.timedelta(days=rule.days)
+    return pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
 
 
 def lag_key_columns(spec: TaskSpec) -> tuple[str, ...]:
@@ -170,12 +179,14 @@ def lagged_rate_values(
     pieces: Sequence[HistoryPiece],
     rule: LaggedRate,
     keys: Sequence[np.ndarray],
+    delay_days: int,
 ) -> np.ndarray:
     """The rate of :func:`lagged_rates` for each row whose group is given by ``keys`` (one key
     string array per ``rule.by`` column, see :func:`key_strings`); NaN for a group without
-    history. The same numbers: every label is 0 or 1, so the sums are exact."""
+    history. The same numbers: every label is 0 or 1, so the sums are exact. ``delay_days`` is
+    the task's ``label_delay_days``."""
     n = len(keys[0])
-    start, end = _window(day, rule)
+    start, end = _window(day, rule, delay_days)
     labels, hist_keys = [], [[] for _ in rule.by]
     for piece in pieces:
         sel = piece.in_window(start, end)
@@ -202,8 +213,9 @@ def lagged_rate_values(
 
 
 def lag_tables(spec: TaskSpec, raw: PartitionStore, as_of: dt.date) -> dict[str, Any]:
-    """Every lagged rate's table as of ``as_of`` (over the raw days before it), as JSON: what
-    serving looks up per request instead of recomputing the rates."""
+    """Every lagged rate's table as of ``as_of`` (over the raw days whose labels have matured by
+    then, the window of a row of day ``as_of``), as JSON: what serving looks up per request
+    instead of recomputing the rates."""
     history, missing = raw.read_many(spec.history_days(as_of))
     labelled = LabelledHistory.of(history, spec) if len(history) else history
     tables = []

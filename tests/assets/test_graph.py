@@ -130,7 +130,9 @@ def test_flights_graph_for_a_few_days(flywheel_env: Path):
     clean = pd.read_parquet(flywheel_env / "cleaned_features" / "2025-06-12.parquet")
     assert len(clean) > 500
     assert 0.05 < clean["label"].mean() < 0.95  # a stormy June day in 2013 is mostly late
-    assert clean["rate_origin_7d"].notna().all()
+    # The rates of 06-12 count only labels matured by then (label_delay_days 30): the 7 days
+    # ending 05-12, before the filled days, so there are none (they were of 06-05..06-11 before).
+    assert clean["rate_origin_7d"].isna().all()
     for leak in ("dep_delay", "dep_time", "arr_time", "air_time", "arr_delay"):
         assert leak not in clean.columns
     md = metadata(result, "raw_data", "2025-06-12")

@@ -127,7 +127,9 @@ def flights(tmp_path_factory):
     raw, feats = PartitionStore(root / "raw_data"), PartitionStore(root / "cleaned_features")
     source = make_source(spec)
     days = [END + dt.timedelta(days=1) - dt.timedelta(days=k) for k in range(44, -1, -1)]
-    for day in days:
+    # the lagged rates' windows end label_delay_days before their day: raw days that far back
+    lead = [days[0] - dt.timedelta(days=k) for k in range(spec.label_delay_days, 0, -1)]
+    for day in [*lead, *days]:
         ingest_day(source, raw, day)
     for day in days:
         build_features_day(spec, raw, feats, day)

@@ -7,6 +7,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
+from pipeline.data.cleaning import clean_day
 from pipeline.data.lagged import LabelledHistory, lag_tables, lagged_rates
 from pipeline.data.storage import PartitionStore
 from pipeline.task import LaggedRate, parse_task
@@ -125,3 +126,53 @@ def test_lag_tables_with_no_history_at_all(spec, tmp_path):
     assert doc["history_days_missing"] == ["2025-03-02", "2025-03-03", "2025-03-04"]
     assert [t["rows"] for t in doc["lagged_rates"]] == [[], []]
     assert [t["feature"] for t in doc["lagged_rates"]] == ["rate_region_2d", "rate_region_plan_3d"]
+
+
+def _delayed(spec, delay: int):
+    return parse_task({**spec.to_mapping(), "label_delay_days": delay})
+
+
+@pytest.mark.parametrize("delay", [1, 3, 30])
+def test_a_rate_counts_only_labels_that_have_matured_by_its_day(spec, tmp_path, delay):
+    """Under a label delay the window of day D is the ``days`` days ending ``delay`` days before
+    D: labels of the last ``delay`` days before D are not known on D, so they cannot move D's
+    rates, in training (clean_day) or in serving (lag_tables)."""
+    spec = _delayed(spec, delay)
+    start = DAY - dt.timedelta(days=delay + 3)
+    days = [start + dt.timedelta(days=k) for k in range((DAY - start).days)]  # up to DAY - 1
+    unknown = {d for d in days if d >= DAY - dt.timedelta(days=delay)}
+
+    def history(flip: bool) -> pd.DataFrame:
+        rows = []
+        for d in days:
+            y = "NO" if (flip and d in unknown) else "YES"
+            rows += [
+                (f"{d}T10:00:00Z", "north", "basic", y),
+                (f"{d}T11:00:00Z", "north", "pro", "NO"),
+            ]
+        return _rows(*rows)
+
+    today = _rows((f"{DAY}T12:00:00Z", "north", "basic", "YES"))
+    values = []
+    for flip in (False, True):
+        raw = PartitionStore(tmp_path / f"raw-{flip}")
+        frame = history(flip)
+        for d in days:
+            raw.write(d, frame[frame["ts"].str.startswith(str(d))].reset_index(drop=True))
+        hist, missing = raw.read_many(spec.history_days(DAY))
+        assert not missing
+        cleaned = clean_day(today, DAY, spec, hist).features
+        tables = lag_tables(spec, raw, DAY)["lagged_rates"]
+        values.append((cleaned[["rate_region_2d", "rate_region_plan_3d"]].to_numpy().tolist(),
+                       tables))  # fmt: skip
+    assert values[0] == values[1]
+    # the window is the 2 (3) days ending `delay` days before DAY: all matured, all "YES" / "NO"
+    assert values[0][0] == [[0.5, 1.0]]
+
+
+def test_without_a_delay_the_window_is_the_days_right_before(spec):
+    assert spec.label_delay_days == 0
+    assert spec.history_days(DAY) == [DAY - dt.timedelta(days=k) for k in (3, 2, 1)]
+    assert _delayed(spec, 30).history_days(DAY) == [
+        DAY - dt.timedelta(days=k) for k in (33, 32, 31)
+    ]
