@@ -31,7 +31,11 @@ def main() -> int:
     yesterday = today - dt.timedelta(days=1)
     end = min(yesterday, today - dt.timedelta(days=spec.label_delay_days))  # newest labelled day
     unlabelled = (yesterday - end).days
-    days = days_ending(yesterday, params.window_days + params.holdout_days + unlabelled)
+    # The labelled window, the unlabelled days after it, and before it the days whose raw
+    # labels the window's lagged rates count (they end label_delay_days before each day).
+    days = days_ending(
+        yesterday, spec.lag_reach_days + params.window_days + params.holdout_days + unlabelled
+    )
     instance = DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     home = FlywheelHome.at(SETTINGS.home)  # the layout the assets write

@@ -31,8 +31,8 @@ def test_demo_runs_the_whole_graph_and_then_reuses_it(tmp_path: Path):
     assert "roc_auc" in first and "gate            no champion yet" in first
     assert "(29 days) kept unlabelled" in first
     assert (
-        len(list((tmp_path / "fw" / "cleaned_features").glob("*[0-9].parquet"))) == 96
-    )  # 60 + 7 labelled, 29 not yet
+        len(list((tmp_path / "fw" / "cleaned_features").glob("*[0-9].parquet"))) == 133
+    )  # 37 days for the lagged rates (7, ending 30 before), 60 + 7 labelled, 29 not yet
     runs = list((dagster_home / "history" / "runs").glob("*")) or list(dagster_home.rglob("*.db"))
     assert runs, "the runs were recorded in DAGSTER_HOME"
     # Every asset has a materialization, user_feedback (empty on a fresh machine) included, so a
