@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,14 @@ from _common import (
     spread,
     write_results,
 )
+from _throughput import Plan, ServerFigures, measure
+from _throughput import rows as throughput_rows
 
 from pipeline.data.cleaning import clean_day
 from pipeline.data.sources import make_source
 from pipeline.data.storage import PartitionStore
+from pipeline.feedback.store import FeedbackStore
+from pipeline.home import FlywheelHome
 from pipeline.model.params import TrainParams
 from pipeline.model.registry import ModelRegistry
 from pipeline.serving.features import records_for_api
@@ -47,6 +52,8 @@ from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
 
 SERVE_DAY = dt.date(2025, 6, 12)
+# The serving app's configurations measured side by side: (name, `flywheel serve` arguments).
+VARIANTS = [("serving app", [])]
 
 
 def build_champion(home: Path, window_days: int, epochs: int):
@@ -78,8 +85,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(home: Path, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pipeline.cli", "--home", str(home), "serve", "--port", str(port)]
+def start_app(home: Path, port: int, extra: Sequence[str] = ()) -> subprocess.Popen:
+    """``flywheel serve`` (with ``extra`` arguments) on ``port``, once ``/health`` answers."""
+    cmd = [sys.executable, "-m", "pipeline.cli", "--home", str(home), "serve", "--port", str(port),
+           *extra]  # fmt: skip
+    return _started(cmd, port)
+
+
+def start_constant_app(port: int) -> subprocess.Popen:
+    """The ceiling of the stack: FastAPI under uvicorn answering a constant."""
+    return _started([sys.executable, str(Path(__file__).parent / "_constant_app.py"), str(port)],
+                    port)  # fmt: skip
+
+
+def _started(cmd: list[str], port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("FLYWHEEL_FEEDBACK_URL",
                                                             "FLYWHEEL_API_TOKEN")}  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -136,6 +155,38 @@ def bare_forward(module, cat: torch.Tensor, num: torch.Tensor, repeats: int) -> 
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
+
+
+def throughput(home: Path, singles: list[bytes], batch: bytes, quick: bool):
+    """The constant app's figures, then each of VARIANTS' (see benchmarks/_throughput.py)."""
+    if quick:
+        plan = Plan(probe_seconds=1, confirm_seconds=2, wrk_seconds=1, batch_seconds=2,
+                    bisections=1)  # fmt: skip
+    else:
+        plan = Plan(probe_seconds=5, confirm_seconds=30, wrk_seconds=5, batch_seconds=15)
+    store = FeedbackStore(FlywheelHome.at(home).feedback_url)
+
+    def stop(proc: subprocess.Popen) -> None:
+        proc.terminate()  # SIGTERM: uvicorn's graceful shutdown, as in production
+        proc.wait(timeout=60)
+
+    def start_constant():
+        port = free_port()
+        return start_constant_app(port), port
+
+    ceiling = measure("constant app", start_constant, stop, None, singles, batch, plan, False)
+    variants: list[ServerFigures] = []
+    for name, extra in VARIANTS:
+
+        def start(extra=extra):
+            port = free_port()
+            return start_app(home, port, extra), port
+
+        variants.append(
+            measure(name, start, stop, lambda: store.counts()["predictions"], singles, batch, plan)
+        )
+    store.close()
+    return ceiling, variants
 
 
 def main() -> int:
@@ -199,6 +250,8 @@ def main() -> int:
             prep.transform(clean_day(day_rows, SERVE_DAY, spec, history).features)
             slow.append((time.perf_counter() - start) * 1000)
 
+        ceiling, variants = throughput(home, singles, batch_body, args.quick)
+
     p50, p99 = pct(single, 50), pct(single, 99)
     b1, bb = statistics.median(bare1), statistics.median(bareb)
     bm = statistics.median(batch_ms)
@@ -222,6 +275,11 @@ def main() -> int:
          "ratio": f"{bm / bb:.1f}x", "goal": "A <= 50 ms", "met": "yes" if bm <= 50 else "no"},
     ]  # fmt: skip
     print_table(rows)
+    for figures in variants:
+        print(f"\n{figures.name} (A) vs a FastAPI app answering a constant (B), {len(singles)}"
+              " single-record bodies; open loop: a Python asyncio generator (_load.py, 64"
+              " connections), closed loop: wrk; both on the same cores as the server")  # fmt: skip
+        print_table(throughput_rows(figures, ceiling))
     path = write_results(
         args.results_dir,
         "serving",
@@ -238,6 +296,8 @@ def main() -> int:
             "features_compiled_ms": spread(fast),
             "features_pandas_ms": spread(slow),
             "table": rows,
+            "ceiling": ceiling.to_dict(),
+            "variants": [figures.to_dict() for figures in variants],
         },
     )
     print(f"\nresults: {path}", file=sys.stderr)
