@@ -28,20 +28,19 @@ the flywheel recovers, (b - a) / (c - a). Quality figures only: nothing is timed
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as dt
 import shutil
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
-import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests/helpers.py
+
 from _common import (
     DEFAULT_RESULTS_DIR,
     describe_environment,
@@ -54,16 +53,15 @@ from pipeline.data.labels import compute_labels
 from pipeline.data.sources import make_source
 from pipeline.data.storage import PartitionStore
 from pipeline.feedback.examples import clean_feedback
-from pipeline.feedback.store import FeedbackStore
-from pipeline.home import FlywheelHome
 from pipeline.model.metrics import roc_auc
 from pipeline.model.params import TrainParams
 from pipeline.model.registry import ModelRegistry
 from pipeline.model.training import predict_frame
-from pipeline.serving.app import MAX_BATCH, create_app
+from pipeline.serving.app import MAX_BATCH
 from pipeline.serving.features import records_for_api
 from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import LABEL_COLUMN, load_task
+from tests.helpers import served_app  # the serving app and its store, as the tests run them
 
 # Eight cut-offs 33 days apart: the first is the earliest whose 60 labelled days (ending 30
 # days before it) and their lagged rates (37 days further back) all lie in 2013; the last one's
@@ -77,42 +75,6 @@ TEST_DAYS = 7
 
 def days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
-
-
-class Server:
-    """uvicorn in a thread on a free loopback port (as ``tests/helpers.Server``)."""
-
-    def __init__(self, app):
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start within 30 s")
-            time.sleep(0.05)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-@contextlib.contextmanager
-def served(registry: ModelRegistry, root: Path):
-    """The serving app with a fresh SQLite feedback store under ``root``: ``(store, url)``."""
-    store = FeedbackStore(FlywheelHome.at(root).feedback_url)
-    store.upgrade()
-    try:
-        with Server(create_app(registry, store, poll_seconds=0.1)) as url:
-            yield store, url
-    finally:
-        store.close()
 
 
 def send_feedback(url: str, rows: pd.DataFrame, spec, order: np.ndarray, n: int) -> list[str]:
@@ -185,7 +147,7 @@ def run_cutoff(spec, home: Path, raw, feats, cutoff: dt.date, args, params) -> d
     # Feedback: every flight of the gap days, in one seeded order; each coverage takes a prefix.
     gap_rows, _ = raw.read_many(gap)
     order = np.random.default_rng(args.seed + cutoff.toordinal()).permutation(len(gap_rows))
-    with served(registry, root / "serving") as (store, url):
+    with served_app(registry, root / "serving") as (store, url):
         ids = send_feedback(url, gap_rows, spec, order, len(gap_rows))
         examples = store.labelled_examples()
     result = {"cutoff": str(cutoff), "test_rows": len(test), "batch_rows": batch.rows,
