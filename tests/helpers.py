@@ -221,10 +221,10 @@ def shuffled_labels(feats: PartitionStore, root: Path, seed: int = 0) -> Partiti
     return out
 
 
-def build_shadow_home(root: Path):
+def build_shadow_home(root: Path, home: Path | None = None):
     """:func:`build_home` (its champion is ``good``) and a ``bad`` version trained on shuffled
     labels, not promoted. Returns ``(spec, home, registry, {"good": ..., "bad": ...})``."""
-    spec, home, registry = build_home(root / "data")
+    spec, home, registry = build_home(root / "data", home=home)
     raw, feats = PartitionStore(home / "raw_data"), PartitionStore(home / "cleaned_features")
     good = registry.champion()
     bad_feats = shuffled_labels(feats, root / "shuffled")
