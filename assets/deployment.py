@@ -219,8 +219,9 @@ def shadow_evaluation(
     champion on probation kept or rolled back, on the same served requests with feedback."""
     registry, store = storage.registry(), feedback.store()
     gate, shadow = config.policies()
-    if store.schema_version() is None:
-        outcome = ShadowOutcome("none", "the feedback store has no tables yet", None, None)
+    if (store.schema_version() or 0) < 2:  # nothing was logged in shadow before version 2
+        why = "the feedback store has no shadow columns yet (`flywheel serve` upgrades it)"
+        outcome = ShadowOutcome("none", why, None, None)
     else:
         store.require_schema()
         outcome = evaluate_shadow(registry, store, gate, shadow)
