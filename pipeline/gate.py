@@ -272,10 +272,9 @@ def deploy(
     against the new champion and the gate decides on that; without it, nothing is promoted
     (except ``force``) and the reason says why.
 
-    ``promotion``: ``direct`` promotes a challenger that passes; ``shadow`` makes it the
-    candidate (scored in shadow until :mod:`pipeline.live_promotion` decides), except the first
-    model (nothing to compare it with) and a forced one. After any promotion that replaced a
-    champion, the previous one is scored in shadow on probation for ``probation_labels``.
+    ``promotion`` ``shadow`` makes a passing challenger the candidate (:mod:`pipeline.shadow`),
+    but the first model and a forced one are promoted directly; after any promotion, the
+    previous champion is on probation in shadow for ``probation_labels``.
     """
     if promotion not in ("direct", "shadow"):
         raise ValueError(f"promotion must be 'direct' or 'shadow', not {promotion!r}")

@@ -110,3 +110,11 @@ class ShadowPointer:
                   **figures}  # fmt: skip
         self.append_history(record)
         return record
+
+    def end_probation(self, reason: str) -> dict[str, Any] | None:
+        """Ends a probation (not a candidate), as a rollback by hand does; None: none."""
+        try:
+            on_probation = (self.shadow_record() or {}).get("role") == PROBATION
+        except CandidateError:
+            on_probation = False
+        return self.end_shadow("probation_ended", reason) if on_probation else None

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.data.storage import write_json_atomic
-from pipeline.model.candidate import PROBATION, CandidateError, ShadowPointer
+from pipeline.model.candidate import ShadowPointer
 from pipeline.model.features import Preprocessor
 
 if TYPE_CHECKING:  # torch and Lightning load only where a model is saved or loaded
@@ -240,14 +240,8 @@ class ModelRegistry(ShadowPointer):
         record = self.champion_record()
         return record["version"] if record else None
 
-    def promote(
-        self,
-        version: str,
-        reason: str,
-        forced: bool = False,
-        action: str = "promote",
-        **extra: Any,
-    ) -> dict[str, Any]:
+    def promote(self, version: str, reason: str, forced: bool = False, action: str = "promote",
+                **extra: Any) -> dict[str, Any]:  # fmt: skip
         """Makes ``version`` the champion. The pointer is replaced in one atomic rename, then the
         record (with ``extra``: figures) is appended to ``promotions.jsonl``."""
         self.verify(version)
@@ -305,10 +299,5 @@ class ModelRegistry(ShadowPointer):
             version = current["previous"]
         record = self.promote(version, reason=f"rollback from {current and current['version']}",
                               forced=True, action="rollback")  # fmt: skip
-        try:
-            on_probation = (self.shadow_record() or {}).get("role") == PROBATION
-        except CandidateError:
-            on_probation = False
-        if on_probation:  # a rollback by hand ends any probation
-            self.end_shadow("probation_ended", f"ended by the rollback to {version}")
+        self.end_probation(f"ended by the rollback to {version}")  # a rollback ends probation
         return record
