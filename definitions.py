@@ -16,7 +16,11 @@ Environment (all optional):
     FLYWHEEL_FEEDBACK_INTERVAL_SECONDS
                          the feedback sensor's thresholds (defaults 100 rows, 60 min, 30 s)
     FLYWHEEL_FEEDBACK_RUN_CONFIG  JSON run config merged into each feedback run's
-    FLYWHEEL_FEEDBACK_SENSOR  "running" starts the feedback sensor without a click
+    FLYWHEEL_FEEDBACK_SENSOR  "running" starts the feedback sensor without a click (and the
+                         live_performance and shadow sensors beside it)
+    FLYWHEEL_PROMOTION   ``direct`` (default) or ``shadow``: the default of deployed_model's
+                         ``promotion`` (a challenger that passes becomes the champion, or the
+                         candidate scored in shadow until shadow_evaluation decides)
 
 The layers are described in ``docs/architecture.md``.
 """
@@ -49,11 +53,12 @@ from assets.automation import (
 )
 from assets.checks import build_data_checks
 from assets.data import build_data_assets
-from assets.deployment import deployed_model
+from assets.deployment import build_deployed_model, shadow_evaluation
 from assets.feedback import build_live_performance, user_feedback
-from assets.jobs import data_job, feedback_job, live_job, nightly_job, training_job
+from assets.jobs import data_job, feedback_job, live_job, nightly_job, shadow_job, training_job
 from assets.partitions import DEFAULT_START_DATE, daily_partitions
 from assets.sensors import build_feedback_sensor, build_live_performance_sensor
+from assets.shadow_sensor import build_shadow_sensor
 from assets.training import evaluation_report, trained_model
 from pipeline.home import FlywheelHome
 from pipeline.task import load_task
@@ -102,6 +107,7 @@ class Settings:
     feedback_interval_seconds: int = 30
     feedback_run_config: dict[str, Any] = field(default_factory=dict)
     feedback_sensor_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED
+    promotion: str = "direct"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -126,6 +132,7 @@ class Settings:
             feedback_sensor_status=DefaultSensorStatus.RUNNING
             if get("FLYWHEEL_FEEDBACK_SENSOR", "").lower() == "running"
             else DefaultSensorStatus.STOPPED,
+            promotion=get("FLYWHEEL_PROMOTION", "direct").lower(),
         )
 
 
@@ -153,10 +160,11 @@ def build_defs(settings: Settings) -> Definitions:
             live_performance,
             trained_model,
             evaluation_report,
-            deployed_model,
+            build_deployed_model(settings.promotion),
+            shadow_evaluation,
         ],
         asset_checks=[*checks, live_check],
-        jobs=[data_job, training_job, nightly_job, feedback_job, live_job],
+        jobs=[data_job, training_job, nightly_job, feedback_job, live_job, shadow_job],
         schedules=[
             build_nightly_retrain(
                 nightly_job,
@@ -181,6 +189,12 @@ def build_defs(settings: Settings) -> Definitions:
             build_live_performance_sensor(
                 live_job,
                 first=dt.date.fromisoformat(settings.start_date),
+                interval_seconds=settings.feedback_interval_seconds,
+                default_status=settings.feedback_sensor_status,
+            ),
+            # beside them too: shadow_evaluation when feedback labels shadowed requests
+            build_shadow_sensor(
+                shadow_job,
                 interval_seconds=settings.feedback_interval_seconds,
                 default_status=settings.feedback_sensor_status,
             ),

@@ -56,7 +56,7 @@ def user_feedback(
         context.log.info(f"{store!r} has no tables yet (`flywheel serve` creates them)")
         raw = pd.DataFrame()
     else:
-        store.require_schema()
+        store.require_schema(oldest=1)  # reads no column newer than version 1
         raw = store.labelled_examples(config.upto_id or None)
     result = clean_feedback(task.spec(), raw, storage.partitions("raw_data"))
     path = storage.layout.feedback_examples_file

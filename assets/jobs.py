@@ -34,3 +34,9 @@ feedback_job = define_asset_job(
     selection=AssetSelection.assets("user_feedback").downstream(),
     description="Turn new feedback into examples, retrain, evaluate and run the gate.",
 )
+shadow_job = define_asset_job(
+    "shadow_job",
+    selection=AssetSelection.assets("shadow_evaluation"),
+    description="Judge the version in shadow on live traffic: promote or reject a candidate, keep"
+    " or roll back a champion on probation.",
+)

@@ -36,6 +36,7 @@ from _common import (
     spread,
     write_results,
 )
+from _shadow import shadow_cost
 from _throughput import Plan, ServerFigures, measure
 from _throughput import rows as throughput_rows
 
@@ -196,6 +197,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 5)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    parser.add_argument("--shadow", action="store_true", help="also: p50/p99 with a candidate")
     args = parser.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 30.0)
     rounds = args.repeats or (5 if not args.quick else 3)
@@ -251,6 +253,8 @@ def main() -> int:
             slow.append((time.perf_counter() - start) * 1000)
 
         ceiling, variants = throughput(home, singles, batch_body, args.quick)
+        shadow = args.shadow and shadow_cost(home, singles, rounds, args.rate, seconds, start_app,
+                                             free_port)  # fmt: skip
 
     p50, p99 = pct(single, 50), pct(single, 99)
     b1, bb = statistics.median(bare1), statistics.median(bareb)
@@ -298,6 +302,7 @@ def main() -> int:
             "table": rows,
             "ceiling": ceiling.to_dict(),
             "variants": [figures.to_dict() for figures in variants],
+            "shadow": shadow or None,
         },
     )
     print(f"\nresults: {path}", file=sys.stderr)

@@ -45,6 +45,7 @@ def _summary(registry: ModelRegistry, version: str) -> dict:
 def cmd_list(args: argparse.Namespace) -> int:
     registry = _registry(args)
     champion = registry.champion()
+    shadow = registry.shadow_record() or {}
     versions = registry.versions()
     if not versions:
         print(f"no model versions in {registry.root}")
@@ -58,8 +59,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError):
             window, auc = "(unreadable)", "-"
         mark = "* " if version == champion else "  "
+        if version == shadow.get("version") and version != champion:
+            mark = "c " if shadow["role"] == "candidate" else "p "
         print(f"{mark}{version:<32} {window:<24} {auc:>8}")
     print("\n* champion")
+    if shadow.get("role") == "candidate":
+        print(f"c candidate, scored in shadow since {shadow['since']}")
+    elif shadow:
+        print(f"p previous champion, scored in shadow while {shadow['champion']} is on probation")
     return 0
 
 
@@ -84,8 +91,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     registry = _registry(args)
+    on_probation = (registry.shadow_record() or {}).get("role") == "probation"
     record = registry.rollback(args.version)
     print(f"champion is now {record['version']} (was {record['previous']})")
+    if on_probation:
+        print("the probation of the champion rolled back from has ended")
     return 0
 
 

@@ -201,6 +201,8 @@ class Deployment:
     promoted: bool
     forced: bool
     decision: Decision
+    candidate: str | None = None  # shadow promotion: the challenger now waits in shadow
+    promotion: str = "direct"
 
     @property
     def reason(self) -> str:
@@ -212,6 +214,8 @@ class Deployment:
             "challenger": self.challenger,
             "promoted": self.promoted,
             "forced": self.forced,
+            "candidate": self.candidate,
+            "promotion": self.promotion,
             "reason": self.reason,
             "rule": self.decision.rule,
             "comparison": self.decision.to_dict()["comparison"],
@@ -256,6 +260,8 @@ def deploy(
     policy: GatePolicy | None = None,
     force: bool = False,
     evaluate_again: Callable[[], dict[str, Any]] | None = None,
+    promotion: str = "direct",
+    probation_labels: int = 200,
 ) -> Deployment:
     """Applies the gate (:func:`judge`), records the decision and the policy in the version's
     ``evaluation.json``, and on promotion replaces the champion pointer atomically.
@@ -265,7 +271,13 @@ def deploy(
     promoted meanwhile), the comparison is stale: ``evaluate_again`` scores the challenger
     against the new champion and the gate decides on that; without it, nothing is promoted
     (except ``force``) and the reason says why.
+
+    ``promotion`` ``shadow`` makes a passing challenger the candidate (:mod:`pipeline.shadow`),
+    but the first model and a forced one are promoted directly; after any promotion, the
+    previous champion is on probation in shadow for ``probation_labels``.
     """
+    if promotion not in ("direct", "shadow"):
+        raise ValueError(f"promotion must be 'direct' or 'shadow', not {promotion!r}")
     policy = policy or GatePolicy()
     version = report["version"]
     with registry.promotion_lock():
@@ -286,7 +298,14 @@ def deploy(
             decision = judge(registry, report, policy, force)
         gate = {**decision.to_dict(), "policy": asdict(policy)}
         registry.attach(version, "evaluation.json", {**report, "gate": gate})
-        if decision.promote:
+        candidate = None
+        if decision.promote and promotion == "shadow" and current and not force:
+            registry.set_candidate(version, current, f"passed the offline gate: {decision.reason}")
+            candidate = version
+        elif decision.promote:
             registry.promote(version, reason=decision.reason, forced=force)
+            if current and current != version:
+                registry.start_probation(version, current, probation_labels)
         champion = registry.champion()
-    return Deployment(champion, version, decision.promote, force, decision)
+    promoted = decision.promote and candidate is None
+    return Deployment(champion, version, promoted, force, decision, candidate, promotion)

@@ -205,3 +205,43 @@ def served_app(registry: ModelRegistry, root: Path, token: str | None = None, **
 
 def serve_rows(spec, home_dir: Path) -> list[dict]:
     return records_for_api(PartitionStore(home_dir / "raw_data").read(SERVE_DAY), spec)
+
+
+def shuffled_labels(feats: PartitionStore, root: Path, seed: int = 0) -> PartitionStore:
+    """A copy of the cleaned_features days under ``root`` with each day's labels shuffled: a
+    model trained on it has learned nothing (a clearly worse model for the gate and shadow)."""
+    from pipeline.task import LABEL_COLUMN
+
+    rng = np.random.default_rng(seed)
+    out = PartitionStore(root)
+    for day in feats.days():
+        frame = feats.read(day)
+        frame[LABEL_COLUMN] = rng.permutation(frame[LABEL_COLUMN].to_numpy())
+        out.write(day, frame)
+    return out
+
+
+def build_shadow_home(root: Path, home: Path | None = None):
+    """:func:`build_home` (its champion is ``good``) and a ``bad`` version trained on shuffled
+    labels, not promoted. Returns ``(spec, home, registry, {"good": ..., "bad": ...})``."""
+    spec, home, registry = build_home(root / "data", home=home)
+    raw, feats = PartitionStore(home / "raw_data"), PartitionStore(home / "cleaned_features")
+    good = registry.champion()
+    bad_feats = shuffled_labels(feats, root / "shuffled")
+    bad = train_small(spec, bad_feats, raw, registry, root / "scratch_bad", SERVE_DAY)
+    versions = {"good": good, "bad": bad}
+    return spec, home, registry, versions
+
+
+def copy_registry(registry: ModelRegistry, root: Path) -> ModelRegistry:
+    """A copy of ``registry`` (versions, pointers, log) under ``root``, for a test to change."""
+    import shutil
+
+    shutil.copytree(registry.root, root / "models")
+    return ModelRegistry(root / "models")
+
+
+def traffic_rows(home: Path, days: int = 4) -> pd.DataFrame:
+    """The raw rows of ``days`` days from SERVE_DAY on (120 a day), labels included."""
+    raw = PartitionStore(home / "raw_data")
+    return raw.read_many([SERVE_DAY + dt.timedelta(days=k) for k in range(days)])[0]

@@ -11,8 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = {"raw_data", "cleaned_features", "user_feedback", "trained_model", "evaluation_report",
-          "deployed_model", "live_performance"}  # fmt: skip
-JOBS = {"data_job", "training_job", "nightly_job", "feedback_job", "live_job"}
+          "deployed_model", "live_performance", "shadow_evaluation"}  # fmt: skip
+JOBS = {"data_job", "training_job", "nightly_job", "feedback_job", "live_job", "shadow_job"}
 
 
 def test_definitions_load_and_resolve(flywheel_env: Path):
@@ -30,14 +30,16 @@ def test_definitions_load_and_resolve(flywheel_env: Path):
     }
     assert selected["data_job"] == {"raw_data", "cleaned_features"}
     assert selected["training_job"] == {"trained_model", "evaluation_report", "deployed_model"}
-    assert selected["nightly_job"] == ASSETS - {"user_feedback"}
+    assert selected["nightly_job"] == ASSETS - {"user_feedback", "shadow_evaluation"}
     assert selected["feedback_job"] == ASSETS - {"raw_data", "cleaned_features", "live_performance"}
     assert selected["live_job"] == {"live_performance"}
+    assert selected["shadow_job"] == {"shadow_evaluation"}
     for name in JOBS:  # one process per run, set once for every job
         assert defs.resolve_job_def(name).executor_def.name == "in_process"
     assert defs.resolve_schedule_def("nightly_retrain").job_name == "nightly_job"
     assert defs.resolve_sensor_def("feedback_sensor").job_name == "feedback_job"
     assert defs.resolve_sensor_def("live_performance_sensor").job_name == "live_job"
+    assert defs.resolve_sensor_def("shadow_sensor").job_name == "shadow_job"
     checks = {k.name for k in repo.asset_graph.asset_check_keys}
     assert checks == {"raw_data_expectations", "cleaned_features_expectations", "live_auc_holds"}
 
@@ -46,7 +48,8 @@ def test_settings_come_from_the_environment_only_through_definitions(tmp_path: P
     from definitions import Settings, build_defs
 
     env = {"FLYWHEEL_HOME": str(tmp_path / "fw"), "FLYWHEEL_START_DATE": "2026-02-01",
-           "FLYWHEEL_FEEDBACK_MIN_NEW": "7", "FLYWHEEL_FEEDBACK_SENSOR": "running"}  # fmt: skip
+           "FLYWHEEL_FEEDBACK_MIN_NEW": "7", "FLYWHEEL_FEEDBACK_SENSOR": "running",
+           "FLYWHEEL_PROMOTION": "shadow"}  # fmt: skip
     settings = Settings.from_env(env)
     defs = build_defs(settings)
     raw = defs.get_assets_def("raw_data")
@@ -55,6 +58,14 @@ def test_settings_come_from_the_environment_only_through_definitions(tmp_path: P
     assert "7 new feedback" in sensor.description and sensor.default_status.value == "RUNNING"
     assert defs.resources["storage"].home == str(tmp_path / "fw")
     assert build_defs(Settings()).get_assets_def("raw_data").partitions_def.start.year == 2025
+
+    def promotion_default(d) -> str:
+        schema = d.get_assets_def("deployed_model").op.config_schema.config_type
+        return schema.fields["promotion"].default_value
+
+    assert promotion_default(defs) == "shadow"
+    assert promotion_default(build_defs(Settings())) == "direct"
+    assert defs.resolve_sensor_def("shadow_sensor").default_status.value == "RUNNING"
 
 
 def test_every_asset_has_description_group_and_kinds():
@@ -129,4 +140,8 @@ def test_dg_check_and_list_defs(tmp_path: Path):
     assert {a["asset_key"] for a in data["assets"]} == ASSETS
     assert {j["name"] for j in data["jobs"]} >= JOBS
     assert [s["name"] for s in data["schedules"]] == ["nightly_retrain"]
-    assert [s["name"] for s in data["sensors"]] == ["feedback_sensor", "live_performance_sensor"]
+    assert [s["name"] for s in data["sensors"]] == [
+        "feedback_sensor",
+        "live_performance_sensor",
+        "shadow_sensor",
+    ]

@@ -1,5 +1,5 @@
-"""Reads of the feedback store for live performance: predictions with their agreed feedback
-label, and the predictions that new feedback touched."""
+"""Reads of the feedback store for live performance and shadow evaluation: predictions with their
+agreed feedback label, the shadowed ones, and the predictions that new feedback touched."""
 
 from __future__ import annotations
 
@@ -58,3 +58,45 @@ def records_with_feedback_between(store: FeedbackStore, after_id: int, upto_id: 
     )
     with store.engine.connect() as conn:
         return [json.loads(r) for (r,) in conn.execute(query).all()]
+
+
+def shadowed_labels(store: FeedbackStore, champion: str, shadow: str) -> pd.DataFrame:
+    """The requests ``champion`` answered while ``shadow`` was scored beside it, that have an
+    agreed feedback label: ``prediction_id``, ``score``, ``shadow_score``, ``label``."""
+    latest = _agreed_labels()
+    query = (
+        sa.select(
+            predictions.c.id.label("prediction_id"),
+            predictions.c.score,
+            predictions.c.shadow_score,
+            latest.c.label,
+        )
+        .join(latest, latest.c.prediction_id == predictions.c.id)
+        .where(
+            predictions.c.model_version == champion,
+            predictions.c.shadow_version == shadow,
+            predictions.c.shadow_score.is_not(None),
+            latest.c.label.is_not(None),
+        )
+        .order_by(predictions.c.created_at, predictions.c.id)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame(rows, columns=["prediction_id", "score", "shadow_score", "label"])
+    return frame.astype({"score": "float64", "shadow_score": "float64", "label": "float64"})
+
+
+def shadowed_feedback_between(store: FeedbackStore, after_id: int, upto_id: int) -> int:
+    """How many of feedback ids ``after_id + 1 .. upto_id`` labelled a shadowed prediction."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(feedback)
+        .join(predictions, feedback.c.prediction_id == predictions.c.id)
+        .where(
+            feedback.c.id > after_id,
+            feedback.c.id <= upto_id,
+            predictions.c.shadow_version.is_not(None),
+        )
+    )
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)

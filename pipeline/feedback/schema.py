@@ -1,9 +1,13 @@
 """The feedback store's tables and how to reach a database: one owner of the schema.
 
-``predictions``: id, model version, time, the input record (JSON), score, threshold, decision.
+``predictions``: id, model version, time, the input record (JSON), score, threshold, decision,
+and the model scored in shadow beside it (``shadow_version``, ``shadow_score``; NULL when none).
 ``feedback``: an increasing id, the prediction's id, label 0 or 1, source, time; the pair
 (prediction id, source) is unique, so the same feedback sent twice is stored once.
 ``flywheel_schema``: the versions the schema was upgraded to (:meth:`FeedbackStore.upgrade`).
+
+Schema versions: 1, the first; 2 adds ``predictions.shadow_version`` and ``shadow_score``
+(:data:`UPGRADES`, nullable columns added in place, so rows logged before keep their meaning).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.feedback.records import MAX_SOURCE_LENGTH
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 schema_info = sa.Table(
@@ -36,7 +40,19 @@ predictions = sa.Table(
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("threshold", sa.Float, nullable=False),
     sa.Column("decision", sa.SmallInteger, nullable=False),
+    sa.Column("shadow_version", sa.String(64), nullable=True),
+    sa.Column("shadow_score", sa.Float, nullable=True),
 )
+sa.Index("ix_predictions_shadow_version", predictions.c.shadow_version)
+
+# The steps from each version to the next, as SQL that SQLite and PostgreSQL both take.
+UPGRADES: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE predictions ADD COLUMN shadow_version VARCHAR(64)",
+        "ALTER TABLE predictions ADD COLUMN shadow_score FLOAT",
+        "CREATE INDEX ix_predictions_shadow_version ON predictions (shadow_version)",
+    ),
+}
 feedback = sa.Table(
     "feedback",
     metadata,

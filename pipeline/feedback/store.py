@@ -32,6 +32,7 @@ from pipeline.feedback.records import (
 )
 from pipeline.feedback.schema import (
     SCHEMA_VERSION,
+    UPGRADES,
     feedback,
     make_engine,
     metadata,
@@ -96,15 +97,22 @@ class FeedbackStore:
             )
         if current == SCHEMA_VERSION:
             return current
-        # Version 1 is the first schema; later versions add their steps here, in order.
-        metadata.create_all(self.engine, checkfirst=True)
+        if current is None:  # a new database: the whole schema at once
+            metadata.create_all(self.engine, checkfirst=True)
+            steps = []
+        else:  # an existing one: the steps after its version, in order, in one transaction
+            steps = [sql for v in range(current + 1, SCHEMA_VERSION + 1) for sql in UPGRADES[v]]
         with self.engine.begin() as conn:
+            for sql in steps:
+                conn.exec_driver_sql(sql)
             conn.execute(schema_info.insert().values(version=SCHEMA_VERSION, upgraded_at=_now()))
         return SCHEMA_VERSION
 
-    def require_schema(self) -> None:
+    def require_schema(self, oldest: int = SCHEMA_VERSION) -> None:
+        """Raises SchemaError unless the schema is between ``oldest`` and ``SCHEMA_VERSION``
+        (readers that need no newer column pass the oldest version they can read)."""
         current = self.schema_version()
-        if current != SCHEMA_VERSION:
+        if current is None or not oldest <= current <= SCHEMA_VERSION:
             found = "no Flywheel tables" if current is None else f"schema version {current}"
             raise SchemaError(
                 f"{self!r} has {found}; run the upgrade first (`flywheel feedback upgrade`,"
@@ -118,8 +126,11 @@ class FeedbackStore:
         records: Sequence[dict[str, Any]],
         scores: Sequence[float],
         threshold: float,
+        shadow_version: str | None = None,
+        shadow_scores: Sequence[float] | None = None,
     ) -> list[str]:
-        """Stores one row per prediction and returns their new ids."""
+        """Stores one row per prediction and returns their new ids; ``shadow_scores`` are the
+        scores of ``shadow_version``, the model scored in shadow beside the answering one."""
         ids = [uuid.uuid4().hex for _ in records]
         # Straight to the driver's executemany: SQLAlchemy's per-row parameter processing cost
         # about as much as the rest of a 1,000-record request. The timestamp is converted once,
@@ -127,10 +138,13 @@ class FeedbackStore:
         dialect = self.engine.dialect
         to_db = predictions.c.created_at.type.bind_processor(dialect)
         created = to_db(_now()) if to_db else _now()
+        shadow = [None] * len(ids) if shadow_scores is None else [float(s) for s in shadow_scores]
+        if shadow_scores is None:
+            shadow_version = None
         rows = [
             (pid, model_version, created, json.dumps(rec, default=str, allow_nan=True),
-             float(score), float(threshold), int(score >= threshold))
-            for pid, rec, score in zip(ids, records, scores, strict=True)
+             float(score), float(threshold), int(score >= threshold), shadow_version, other)
+            for pid, rec, score, other in zip(ids, records, scores, shadow, strict=True)
         ]  # fmt: skip
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         with self.engine.begin() as conn:
@@ -139,7 +153,7 @@ class FeedbackStore:
 
     _insert_predictions = (
         "INSERT INTO predictions (id, model_version, created_at, record, score, threshold,"
-        " decision) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " decision, shadow_version, shadow_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 
     def _insert_ignoring_duplicates(self, row: dict[str, Any]) -> sa.Executable:

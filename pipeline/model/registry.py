@@ -10,6 +10,8 @@ Layout under the registry root::
     versions/<version>/manifest.json       sha256 of each file above
     versions/<version>/evaluation.json     added by the evaluation (optional)
     champion.json                          the current champion (replaced atomically)
+    candidate.json                         the version scored in shadow, if any
+                                           (:mod:`pipeline.model.candidate`)
     promotions.jsonl                       every promotion and rollback, appended
     .promotion.lock                        held while a gate decides and promotes
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.data.storage import write_json_atomic
+from pipeline.model.candidate import ShadowPointer
 from pipeline.model.features import Preprocessor
 
 if TYPE_CHECKING:  # torch and Lightning load only where a model is saved or loaded
@@ -83,7 +86,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-class ModelRegistry:
+class ModelRegistry(ShadowPointer):
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
@@ -237,8 +240,10 @@ class ModelRegistry:
         record = self.champion_record()
         return record["version"] if record else None
 
-    def promote(self, version: str, reason: str, forced: bool = False, action: str = "promote"):
-        """Makes ``version`` the champion. The pointer is replaced in one atomic rename."""
+    def promote(self, version: str, reason: str, forced: bool = False, action: str = "promote",
+                **extra: Any) -> dict[str, Any]:  # fmt: skip
+        """Makes ``version`` the champion. The pointer is replaced in one atomic rename, then the
+        record (with ``extra``: figures) is appended to ``promotions.jsonl``."""
         self.verify(version)
         try:
             previous = self.champion()
@@ -251,10 +256,10 @@ class ModelRegistry:
             "reason": reason,
             "forced": forced,
             "action": action,
+            **extra,
         }
         _write_json_atomic(self.champion_file, record)
-        with self.log_file.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        self.append_history(record)
         return record
 
     @contextlib.contextmanager
@@ -292,5 +297,7 @@ class ModelRegistry:
             if not current or not current.get("previous"):
                 raise ModelVersionError("no earlier champion to roll back to")
             version = current["previous"]
-        return self.promote(version, reason=f"rollback from {current and current['version']}",
-                            forced=True, action="rollback")  # fmt: skip
+        record = self.promote(version, reason=f"rollback from {current and current['version']}",
+                              forced=True, action="rollback")  # fmt: skip
+        self.end_probation(f"ended by the rollback to {version}")  # a rollback ends probation
+        return record

@@ -2,11 +2,14 @@
 
 The features are computed as training computed them (:mod:`pipeline.serving.features`); the
 champion is kept current by a watcher thread (:mod:`pipeline.serving.watcher`); predictions and
-feedback go to the feedback store (:mod:`pipeline.feedback.store`).
+feedback go to the feedback store (:mod:`pipeline.feedback.store`). A version in shadow (a
+candidate, or the previous champion on probation) scores every request too; its score is logged
+in the same row, and the answer is the champion's alone.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, and
 # `Request` is imported inside create_app so that the web stack loads only when serving.
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +27,7 @@ from pipeline.serving.guards import Guard
 from pipeline.serving.watcher import ChampionWatcher, ServedModel
 
 MAX_BATCH = 1000
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -91,7 +95,9 @@ def create_app(
             return JSONResponse({"detail": "no champion model has been deployed yet"}, 503)
         try:
             # A JSONResponse skips FastAPI's per-item encoder (tens of ms for 1,000 items).
-            return JSONResponse(await run_in_threadpool(_predict, model, store, records, single))
+            return JSONResponse(
+                await run_in_threadpool(_predict, model, watcher, store, records, single)
+            )
         except RecordError as err:
             loc = ["body", err.field] if single else ["body", "records", err.index, err.field]
             return error(422, loc, err.message)
@@ -140,11 +146,35 @@ def create_app(
     return app
 
 
+def _shadow_scores(
+    model: ServedModel, watcher: ChampionWatcher, records: list[dict[str, Any]]
+) -> tuple[str | None, Any]:
+    """The shadow's version and scores of ``records``, or ``(None, None)``: nothing in shadow,
+    the shadow is the champion itself, or it failed (counted in ``/health``; the request is
+    answered by the champion all the same)."""
+    shadow = watcher.shadow
+    if shadow is None or shadow.version == model.version:
+        return None, None
+    try:
+        return shadow.version, shadow.scores(records)
+    except Exception as err:  # the shadow must never fail a request the champion can answer
+        watcher.shadow_failures += 1
+        log.warning("shadow %s could not score a request: %s", shadow.version, err)
+        return None, None
+
+
 def _predict(
-    model: ServedModel, store: FeedbackStore, records: list[dict[str, Any]], single: bool
+    model: ServedModel,
+    watcher: ChampionWatcher,
+    store: FeedbackStore,
+    records: list[dict[str, Any]],
+    single: bool,
 ) -> dict[str, Any]:
     scores = model.scores(records)
-    ids = store.log_predictions(model.version, records, scores, model.threshold)
+    shadow_version, shadow_scores = _shadow_scores(model, watcher, records)
+    ids = store.log_predictions(
+        model.version, records, scores, model.threshold, shadow_version, shadow_scores
+    )
     out = [
         {"prediction_id": pid, "score": float(s), "decision": int(s >= model.threshold)}
         for pid, s in zip(ids, scores, strict=True)

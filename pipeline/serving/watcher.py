@@ -4,6 +4,12 @@ A watcher thread polls the registry's ``champion.json``; a new champion is loade
 beside the old one, then swapped in by one reference assignment, so no request fails during the
 swap. If the new version cannot be loaded the old one keeps serving and ``/health`` says so;
 so it does when the watcher itself stops checking.
+
+The same thread follows ``candidate.json``: the version it names (a candidate, or the previous
+champion on probation) is loaded the same way into ``shadow``, scored beside the champion and
+logged, never answered with. One that cannot be loaded leaves serving as it is and shows in
+``/health``. A version already in memory (the shadow promoted, the champion kept on probation)
+is reused, not loaded again.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from pipeline.model.candidate import CandidateError
 from pipeline.model.registry import LoadedModel, ModelRegistry, ModelVersionError
 from pipeline.serving.features import CompiledFeatures
 from pipeline.task import parse_task
@@ -73,15 +80,20 @@ def load_served(registry: ModelRegistry, record: dict[str, Any]) -> ServedModel:
     report = registry.path(version) / "evaluation.json"
     metrics = json.loads(report.read_text())["challenger"] if report.is_file() else None
     info = {
-        "version": version,
-        "promoted_at": record.get("promoted_at"),
-        "reason": record.get("reason"),
+        **served_info(record, {}),
         "threshold": loaded.threshold,
         "window": loaded.training.get("window"),
         "metrics": metrics,
         "lagged_rates_as_of": (loaded.serving or {}).get("lagged_rates_as_of"),
     }
     return ServedModel.from_loaded(loaded, info)
+
+
+def served_info(record: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """``/model``'s answer for the pointer ``record``: ``info`` with its version and reason."""
+    when = record.get("promoted_at") or record.get("since")
+    return {**info, "version": record["version"], "promoted_at": when,
+            "reason": record.get("reason")}  # fmt: skip
 
 
 class ChampionWatcher:
@@ -115,39 +127,93 @@ class ChampionWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.shadow: ServedModel | None = None  # scored beside the champion, never answered with
+        self.shadow_pointer: dict[str, Any] | None = None  # the last candidate.json acted on
+        self.shadow_error: dict[str, Any] | None = None
+        self.shadow_failures = 0  # requests whose shadow scoring failed (the answer did not)
+        self._shadow_stat: tuple[int, int] | None = None
+        self._replaced: ServedModel | None = None  # the champion before the current one
+
+    def _in_memory(self, version: str) -> ServedModel | None:
+        for served in (self.current, self.shadow, self._replaced):
+            if served is not None and served.version == version:
+                return served
+        return None
+
+    def check_shadow(self) -> None:
+        """Follows candidate.json: loads the version it names into ``shadow`` (or clears it)."""
+        try:
+            st = self.registry.candidate_file.stat()
+        except FileNotFoundError:
+            self.shadow, self.shadow_pointer, self.shadow_error = None, None, None
+            self._shadow_stat = None
+            return
+        stat = (st.st_mtime_ns, st.st_size)
+        if stat == self._shadow_stat:
+            return
+        self._shadow_stat = stat
+        try:
+            record = self.registry.shadow_record()
+        except CandidateError as err:
+            self.shadow_error = {"version": None, "error": self._public(err), "at": _now()}
+            return
+        if record is None or record == self.shadow_pointer:
+            return
+        self.shadow_pointer = record
+        version = record["version"]
+        try:
+            served = self._in_memory(version) or load_served(self.registry, record)
+        except Exception as err:  # as for the champion: reported, and serving stays as it is
+            self.shadow_error = {"version": version, "error": self._public(err), "at": _now()}
+            log.warning("shadow %s cannot be scored: %s", version, err)
+            return
+        self.shadow, self.shadow_error = served, None
 
     def check(self) -> None:
-        """Loads the champion if the pointer changed; on failure keeps the old one."""
+        """Loads the champion if its pointer changed (on failure keeps the old one), then the
+        version in shadow if candidate.json changed."""
         with self._lock:
-            self.checked_at, self._beat = time.time(), time.monotonic()
             try:
-                st = self.registry.champion_file.stat()
-            except FileNotFoundError:
-                return
-            stat = (st.st_mtime_ns, st.st_size)
-            if stat == self._stat:
-                return
-            try:
-                record = self.registry.champion_record()
-            except ModelVersionError as err:  # unreadable, not JSON, no valid version
-                self._stat = stat  # reported once; read again when the file changes
-                self._report(None, err)
-                return
-            self._stat = stat
-            if record is None:
-                return
-            if record == self.pointer:  # the same pointer again, e.g. after a broken one
-                if self.load_error is not None and self.load_error["version"] is None:
-                    self.load_error = None
-                return
-            self.pointer = record
-            try:
-                served = load_served(self.registry, record)
-            except Exception as err:  # whatever stops a version loading is reported, not fatal
-                self._report(record["version"], err)
-                return
-            self.current = served  # one assignment: requests in flight keep their own model
-            self.load_error = None
+                self._check_champion()
+            finally:
+                self.check_shadow()
+
+    def _check_champion(self) -> None:
+        self.checked_at, self._beat = time.time(), time.monotonic()
+        try:
+            st = self.registry.champion_file.stat()
+        except FileNotFoundError:
+            return
+        stat = (st.st_mtime_ns, st.st_size)
+        if stat == self._stat:
+            return
+        try:
+            record = self.registry.champion_record()
+        except ModelVersionError as err:  # unreadable, not JSON, no valid version
+            self._stat = stat  # reported once; read again when the file changes
+            self._report(None, err)
+            return
+        self._stat = stat
+        if record is None:
+            return
+        if record == self.pointer:  # the same pointer again, e.g. after a broken one
+            if self.load_error is not None and self.load_error["version"] is None:
+                self.load_error = None
+            return
+        self.pointer = record
+        try:
+            known = self._in_memory(record["version"])
+            served = (
+                replace(known, info=served_info(record, known.info))
+                if known is not None
+                else load_served(self.registry, record)
+            )
+        except Exception as err:  # whatever stops a version loading is reported, not fatal
+            self._report(record["version"], err)
+            return
+        self._replaced = self.current  # kept: it may come back as the shadow (probation)
+        self.current = served  # one assignment: requests in flight keep their own model
+        self.load_error = None
 
     def _report(self, version: str | None, err: Exception) -> None:
         """Records why the champion named by champion.json (``version``; None: the pointer
@@ -201,7 +267,7 @@ class ChampionWatcher:
         )
         if serving is None:
             status = "no_model"
-        elif self.load_error is not None or self._failing or stalled:
+        elif self._failing or stalled or (self.load_error or self.shadow_error) is not None:
             status = "degraded"
         else:
             status = "ok"
@@ -211,6 +277,13 @@ class ChampionWatcher:
             "champion_version": champion,
             "load_error": self.load_error,
             "checked_at": self.checked_at,
+            "shadow": {
+                "version": self.shadow.version if self.shadow else None,
+                "role": (self.shadow_pointer or {}).get("role"),
+                "named": (self.shadow_pointer or {}).get("version"),
+                "load_error": self.shadow_error,
+                "failed_requests": self.shadow_failures,
+            },
             "watcher": {
                 "alive": alive,
                 "seconds_since_check": None if since is None else round(since, 3),

@@ -38,6 +38,22 @@ def test_models_list_marks_the_champion(home: Path, capsys):
     assert "2025-01-01..2025-02-01" in out
 
 
+def test_models_list_shows_the_candidate_and_rollback_ends_a_probation(home: Path, capsys):
+    registry = ModelRegistry(home / "models")
+    first, second = registry.versions()
+    registry.set_candidate(first, second, "test")
+    assert main(["--home", str(home), "models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"c {first}" in out and "c candidate, scored in shadow since" in out
+    registry.start_probation(second, first, labels=200)
+    assert main(["--home", str(home), "models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"p {first}" in out and f"while {second} is on probation" in out
+    assert main(["--home", str(home), "models", "rollback"]) == 0
+    assert "the probation of the champion rolled back from has ended" in capsys.readouterr().out
+    assert registry.champion() == first and registry.shadow_record() is None
+
+
 def test_models_show(home: Path, capsys):
     version = ModelRegistry(home / "models").versions()[0]
     assert main(["--home", str(home), "models", "show", version]) == 0

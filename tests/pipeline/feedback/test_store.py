@@ -120,3 +120,48 @@ def test_feedback_import_command(tmp_path, capsys):
     ]
     assert store.counts()["feedback"] == 2
     store.close()
+
+
+def _version_1_schema(store: FeedbackStore) -> None:
+    """The tables as schema version 1 made them: predictions without the shadow columns."""
+    from pipeline.feedback import schema
+
+    old = sa.MetaData()
+    schema.schema_info.to_metadata(old)
+    sa.Table("predictions", old, *[c._copy() for c in schema.predictions.columns
+                                   if not c.name.startswith("shadow_")])  # fmt: skip
+    schema.feedback.to_metadata(old)
+    old.create_all(store.engine)
+    with store.engine.begin() as conn:
+        conn.execute(schema.schema_info.insert().values(version=1, upgraded_at=pd.Timestamp.now(
+            tz="UTC").to_pydatetime()))  # fmt: skip
+        conn.execute(sa.text(
+            "INSERT INTO predictions (id, model_version, created_at, record, score, threshold,"
+            " decision) VALUES ('old1', 'v0', CURRENT_TIMESTAMP, '{}', 0.7, 0.5, 1)"))  # fmt: skip
+
+
+def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(store):
+    from pipeline.feedback.queries import shadowed_feedback_between, shadowed_labels
+
+    _version_1_schema(store)
+    assert store.schema_version() == 1
+    store.require_schema(oldest=1)  # readers of version-1 columns go on working
+    with pytest.raises(SchemaError, match="schema version 1"):
+        store.require_schema()
+    store.add_feedback("old1", 1, "app")  # feedback on a row logged before the upgrade
+    assert store.upgrade() == SCHEMA_VERSION == 2
+    old = store.prediction("old1")
+    assert old["score"] == 0.7 and old["shadow_version"] is None and old["shadow_score"] is None
+    ids = store.log_predictions("v1", [{"a": 1}, {"a": 2}], [0.9, 0.2], 0.5, "v2", [0.4, 0.1])
+    plain = store.log_predictions("v1", [{"a": 3}], [0.6], 0.5)
+    assert store.prediction(ids[0])["shadow_version"] == "v2"
+    assert store.prediction(ids[1])["shadow_score"] == pytest.approx(0.1)
+    assert store.prediction(plain[0])["shadow_version"] is None
+    for pid, label in zip([*ids, *plain], [1, 0, 1], strict=True):
+        store.add_feedback(pid, label, "app")
+    rows = shadowed_labels(store, "v1", "v2")
+    assert sorted(rows["prediction_id"]) == sorted(ids)
+    assert rows.set_index("prediction_id").loc[ids[0], ["score", "shadow_score", "label"]].tolist(
+    ) == [0.9, 0.4, 1.0]  # fmt: skip
+    assert shadowed_feedback_between(store, 0, store.newest_feedback_id()) == 2
+    assert shadowed_feedback_between(store, 3, store.newest_feedback_id()) == 0
