@@ -148,7 +148,9 @@ class FlywheelDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatches:
         # The global batch is batch_size in any number of processes: each takes its share.
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        rank, world = (
+            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        )
         return TensorBatches(
             self.train, self.batch_size, shuffle=True, seed=self.seed, rank=rank, world=world
         )

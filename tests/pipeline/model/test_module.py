@@ -106,6 +106,30 @@ def test_shuffle_is_reproducible_with_a_seed():
     assert order(3) != order(4)
 
 
+def test_ddp_shards_split_each_global_batch_between_the_processes():
+    """Two processes together take, step by step, the very rows one process alone takes."""
+    alone = list(TensorBatches(_rows(11), batch_size=4, shuffle=True, seed=5))
+    shards = [list(TensorBatches(_rows(11), 4, shuffle=True, seed=5, rank=r, world=2))
+              for r in (0, 1)]  # fmt: skip
+    assert len(shards[0]) == len(shards[1]) == len(alone) == 3  # the same steps
+    for step, whole in enumerate(alone):
+        a, b = shards[0][step], shards[1][step]
+        assert set(a[0].tolist()).isdisjoint(b[0].tolist())
+        assert sorted([*a[0].tolist(), *b[0].tolist()]) == sorted(whole[0].tolist())
+        assert torch.equal(a[1], a[0] * 10) and torch.equal(b[1], b[0] * 10)  # rows aligned
+        assert abs(len(a[0]) - len(b[0])) <= 1
+
+
+def test_ddp_drops_a_last_global_batch_smaller_than_the_processes():
+    # 9 rows, batch 4, 3 processes: a last batch of 1 row would leave two processes empty.
+    shards = [TensorBatches(_rows(9), 4, rank=r, world=3) for r in range(3)]
+    assert [len(s) for s in shards] == [2, 2, 2]
+    assert [b[0].tolist() for b in shards[2]] == [[2], [6]]
+    assert sum(len(b[0]) for s in shards for b in s) == 8
+    with pytest.raises(ValueError, match="rank 2"):
+        TensorBatches(_rows(9), 4, rank=2, world=2)
+
+
 def test_data_module_without_val_has_no_val_batches():
     data = FlywheelDataModule(_rows(10), None, batch_size=4, seed=1)
     assert data.val_dataloader() == []
