@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, materialize
 
+from pipeline.home import FlywheelHome
 from tests.helpers import flights_home, flywheel_resources, graph_assets
 
 GRAPH = graph_assets()
@@ -54,3 +55,19 @@ def test_two_devices_train_through_pipes_and_report_to_the_run(flywheel_env: Pat
     md_one = _metadata(one)
     assert md_one["world_size"] == 1 and set(md_one) == set(md)
     assert not (flywheel_env / "scratch" / one.run_id / "train_request.json").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_torchrun_job_fails_the_step_with_the_reason_in_the_run(flywheel_env: Path):
+    flights_home(flywheel_env, END, 3)
+    instance = DagsterInstance.ephemeral()
+    result = _train(flywheel_env, instance, devices=2, end_date="2024-01-10")  # no rows then
+    assert not result.success
+    failure = result.failure_data_for_node("trained_model").error
+    assert "External execution process failed" in failure.cause.message  # torchrun's exit code
+    # Rank 0's own exception, reported through Pipes as structured error data in the run.
+    closing = "[pipes] external process pipes closed with exception"
+    (closed,) = [e for e in instance.all_logs(result.run_id) if e.user_message == closing]
+    error = closed.dagster_event.engine_event_data.error
+    assert "TrainingError" in error.cls_name and "no labelled cleaned rows" in error.message
+    assert not list(FlywheelHome.at(flywheel_env).registry().versions())  # nothing saved
