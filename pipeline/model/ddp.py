@@ -163,13 +163,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if not PipesEnvVarParamsLoader().is_dagster_pipes_process():
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        _finish(request, run_request(request, _epoch_logger(log)))
+        _finish(request, run_request(request, _epoch_logger(log)), log)
         return 0
     with open_dagster_pipes() as pipes:
-        result = run_request(request, _epoch_logger(pipes.log))
-        metadata = _finish(request, result)
-        pipes.log.info(f"saved {metadata['version']['raw_value']} from {request.params['devices']}"
-                       f" x {request.params['num_nodes']} DDP processes")  # fmt: skip
+        metadata = _finish(request, run_request(request, _epoch_logger(pipes.log)), pipes.log)
         pipes.report_asset_materialization(metadata=metadata)
     return 0
 
@@ -181,9 +178,15 @@ def _epoch_logger(logger: logging.Logger):
     return on_epoch
 
 
-def _finish(request: TrainRequest, result: TrainedVersion | None) -> dict[str, dict[str, Any]]:
+def _finish(
+    request: TrainRequest, result: TrainedVersion | None, logger: logging.Logger
+) -> dict[str, dict[str, Any]]:
     if result is None:
         raise RuntimeError("rank 0 trained but saved no version")
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_initialized() else 1  # the job's real process group
+    logger.info(f"saved {result.version}, trained by {world} DDP processes")
     metadata = version_metadata(result)
     if request.result_file:
         Path(request.result_file).write_text(json.dumps(metadata, indent=1))

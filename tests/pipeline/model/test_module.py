@@ -140,6 +140,23 @@ def test_data_module_without_val_has_no_val_batches():
     assert [b[0].tolist() for b in train] == [b[0].tolist() for b in same_seed]
 
 
+def test_data_module_gives_each_ddp_process_its_share_of_the_same_batches():
+    class Trainer:  # what the data module reads of Lightning's Trainer
+        world_size = 2
+
+        def __init__(self, rank):
+            self.global_rank = rank
+
+    def shards(rank):
+        data = FlywheelDataModule(_rows(10), None, batch_size=4, seed=1)
+        data.trainer = Trainer(rank)
+        return [b[0].tolist() for b in data.train_dataloader()]
+
+    alone = [b[0].tolist() for b in FlywheelDataModule(_rows(10), None, 4, 1).train_dataloader()]
+    for whole, a, b in zip(alone, shards(0), shards(1), strict=True):
+        assert a == whole[0::2] and b == whole[1::2]
+
+
 def test_data_module_val_batches_are_large_and_in_order():
     data = FlywheelDataModule(_rows(10), _rows(5), batch_size=4)
     val = data.val_dataloader()
