@@ -45,3 +45,22 @@ def plots_markdown(plots: dict[str, bytes]) -> MetadataValue:
             for name, png in plots.items()
         )
     )
+
+
+_PIPES_KINDS = {
+    "text": MetadataValue.text,
+    "path": MetadataValue.path,
+    "json": MetadataValue.json,
+    "int": MetadataValue.int,
+    "float": MetadataValue.float,
+}
+
+
+def from_pipes_metadata(metadata: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Metadata in Dagster Pipes' form (``raw_value``, ``type``) as the asset's own, for a step
+    that ran in-process (the same keys and types as when it reports through Pipes)."""
+    out = {}
+    for key, entry in metadata.items():
+        kind = _PIPES_KINDS.get(entry["type"])
+        out[key] = kind(entry["raw_value"]) if kind else entry["raw_value"]
+    return out

@@ -1,14 +1,24 @@
 """Training group: the challenger model, and its evaluation against the champion."""
 
 import datetime as dt
+import warnings
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    PipesSubprocessClient,
+    asset,
+)
 from pydantic import Field
 
-from assets.metadata import plots_markdown
+from assets.metadata import from_pipes_metadata, plots_markdown
 from pipeline.evaluation import evaluate_version
+from pipeline.model.ddp import TrainRequest, torchrun_command, version_metadata
 from pipeline.model.params import TrainParams
 from pipeline.steps import train_version
 from resources import FlywheelStorage, TaskSource
@@ -47,7 +57,19 @@ class TrainingConfig(Config):
         default=_DEFAULTS.seed, description="Random seed (training is deterministic)."
     )
     accelerator: str = Field(default=_DEFAULTS.accelerator, description="cpu, gpu or auto.")
-    devices: int = Field(default=_DEFAULTS.devices, description="Number of devices.")
+    devices: int = Field(
+        default=_DEFAULTS.devices,
+        description="Devices (processes) per node; with more than one process in all, training"
+        " runs as a torchrun job with Lightning's DDP, through Dagster Pipes.",
+    )
+    strategy: str = Field(
+        default=_DEFAULTS.strategy,
+        description="Lightning's strategy; auto: one device in-process, ddp for more processes.",
+    )
+    num_nodes: int = Field(
+        default=_DEFAULTS.num_nodes,
+        description="Machines; more than 1 needs a launcher per node (docs/operations.md).",
+    )
     end_date: str = Field(
         default="",
         description="Last holdout day (YYYY-MM-DD); empty: the newest cleaned_features day.",
@@ -86,46 +108,57 @@ def trained_model(
 ) -> Output[dict[str, Any]]:
     """A challenger trained on the days before the holdout, saved as a model version."""
     end = dt.date.fromisoformat(config.end_date) if config.end_date else None
-    layout = storage.layout
+    as_of = dt.date.fromisoformat(config.as_of) if config.as_of else None
+    layout, params = storage.layout, config.params()
     examples = layout.feedback_examples_file
     features = layout.partitions("cleaned_features")
+    left_out = layout.verdicts().left_out(features.days())
+    if params.world_size > 1:
+        request = TrainRequest(
+            home=str(layout.root), task=task.spec().to_mapping(), params=params.to_dict(),
+            root_dir=str(layout.scratch(context.run_id)), end=config.end_date or None,
+            extra_file=str(examples) if examples.is_file() else None,
+            extra_weight=config.feedback_weight, left_out=left_out,
+            min_train_days=config.min_train_days, as_of=config.as_of or None,
+        )  # fmt: skip
+        return _trained_with_torchrun(context, request)
 
     def on_epoch(row: dict[str, float]) -> None:
         context.log.info(f"epoch {row['epoch']}: val_loss {row['val_loss']:.4f}")
 
     result = train_version(
-        task.spec(), features, layout.registry(), config.params(), layout.scratch(context.run_id),
+        task.spec(), features, layout.registry(), params, layout.scratch(context.run_id),
         end=end, on_epoch=on_epoch, raw=layout.partitions("raw_data"),
         extra=pd.read_parquet(examples) if examples.is_file() else None,
-        extra_weight=config.feedback_weight,
-        left_out=layout.verdicts().left_out(features.days()),
-        min_train_days=config.min_train_days,
-        as_of=dt.date.fromisoformat(config.as_of) if config.as_of else None,
+        extra_weight=config.feedback_weight, left_out=left_out,
+        min_train_days=config.min_train_days, as_of=as_of,
     )  # fmt: skip
-    window = result.window.to_dict()
     return Output(
         {"version": result.version, "path": str(result.path)},
-        metadata={
-            "version": result.version,
-            "path": MetadataValue.path(str(result.path)),
-            "train_window": f"{window['train_start']}..{window['train_end']}",
-            "holdout_window": f"{window['holdout_start']}..{window['holdout_end']}",
-            "train_days_missing": MetadataValue.json(result.train_days_missing),
-            "days_left_out": MetadataValue.json(result.days_left_out),
-            "dagster/row_count": result.rows,
-            "val_rows": result.val_rows,
-            "feedback_rows": result.feedback_rows,
-            "feedback_superseded": result.training["feedback_superseded"],
-            "holdout_batch_rows": result.training["holdout_rows"]["batch"],
-            "holdout_feedback_rows": result.training["holdout_rows"]["feedback"],
-            "epochs_run": result.epochs_run,
-            "best_val_loss": result.best_val_loss,
-            "threshold": result.threshold,
-            "parameter_count": result.parameter_count,
-            "training_seconds": result.seconds,
-            "hyperparameters": MetadataValue.json(result.training["params"]),
-        },
+        metadata=from_pipes_metadata(version_metadata(result)),
     )
+
+
+def _trained_with_torchrun(
+    context: AssetExecutionContext, request: TrainRequest
+) -> Output[dict[str, Any]]:
+    """Trains in a torchrun job started through Dagster Pipes: its rank 0 streams the epochs'
+    logs and reports the version's metadata back to this run (docs/operations.md shows the same
+    step on Kubernetes with PipesK8sClient)."""
+    params = request.train_params
+    path = request.write(Path(request.root_dir) / "train_request.json")
+    context.log.info(f"training with {params.world_size} DDP processes (torchrun)")
+    with warnings.catch_warnings():
+        # Dagster's own Pipes session calls one of its preview APIs (expected_writer_count).
+        warnings.filterwarnings("ignore", message=r".*expected_writer_count.*")
+        invocation = PipesSubprocessClient().run(
+            context=context, command=torchrun_command(params, path)
+        )
+    metadata = dict(invocation.get_materialize_result().metadata or {})
+    if "version" not in metadata:
+        raise RuntimeError(f"the torchrun job ({path}) ended without reporting a version")
+    value = {"version": metadata["version"].value, "path": metadata["path"].value}
+    return Output(value, metadata=metadata)
 
 
 def _metrics_table(report: dict[str, Any]) -> str:

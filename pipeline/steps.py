@@ -148,6 +148,16 @@ class TrainedVersion:
     training: dict[str, Any] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class FittedChallenger:
+    """A challenger trained but not saved yet (every DDP process has one; rank 0 saves it)."""
+
+    outcome: Any  # pipeline.model.training.TrainOutcome (torch: imported where trained)
+    holdout: pd.DataFrame
+    window: Window
+    training: dict[str, Any] = field(repr=False)
+
+
 def train_version(
     spec: TaskSpec,
     features: PartitionStore,
@@ -175,6 +185,27 @@ def train_version(
     matured batch row wins over feedback for the same event: :func:`pipeline.labelled.select_rows`).
     ``as_of`` (the run's clock) hides stored batch labels that had not matured by then.
     """
+    fitted = fit_challenger(
+        spec, features, params, root_dir, end=end, on_epoch=on_epoch, extra=extra,
+        extra_weight=extra_weight, left_out=left_out, min_train_days=min_train_days, as_of=as_of,
+    )  # fmt: skip
+    return save_challenger(fitted, spec, registry, raw)
+
+
+def fit_challenger(
+    spec: TaskSpec,
+    features: PartitionStore,
+    params: TrainParams,
+    root_dir: Path,
+    end: dt.date | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    extra: pd.DataFrame | None = None,
+    extra_weight: float = 1.0,
+    left_out: dict[str, str] | None = None,
+    min_train_days: int = 1,
+    as_of: dt.date | None = None,
+) -> FittedChallenger:
+    """The training half of :func:`train_version` (the same arguments): rows chosen, model fit."""
     from pipeline.model.training import train_model  # torch and Lightning: only here
 
     nominal_out = {dt.date.fromisoformat(d) for d in (left_out or {})}
@@ -228,12 +259,23 @@ def train_version(
         "label_delay_days": spec.label_delay_days,
         "as_of": as_of.isoformat() if as_of else None,
     }
+    return FittedChallenger(outcome, chosen.holdout, window, training)
+
+
+def save_challenger(
+    fitted: FittedChallenger,
+    spec: TaskSpec,
+    registry: ModelRegistry,
+    raw: PartitionStore | None = None,
+) -> TrainedVersion:
+    """The saving half of :func:`train_version`: the version, its holdout rows and serving.json."""
+    outcome, window, training = fitted.outcome, fitted.window, fitted.training
     documents = None
     if raw is not None:
         as_of = window.holdout_days[-1] + dt.timedelta(days=1)
         documents = {"serving.json": {"task": spec.to_mapping(), **lag_tables(spec, raw, as_of)}}
     version = registry.save_version(outcome.module, outcome.preprocessor, training, documents)
-    write_parquet_atomic(chosen.holdout, registry.path(version) / HOLDOUT_FILE)
+    write_parquet_atomic(fitted.holdout, registry.path(version) / HOLDOUT_FILE)
     shown = ("rows", "val_rows", "feedback_rows", "epochs_run", "best_val_loss", "threshold",
              "parameter_count", "seconds", "train_days_missing", "days_left_out")  # fmt: skip
     return TrainedVersion(

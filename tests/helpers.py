@@ -21,7 +21,7 @@ from pipeline.model.params import TrainParams
 from pipeline.model.registry import ModelRegistry
 from pipeline.serving.features import records_for_api
 from pipeline.steps import build_features_day, ingest_day, train_version
-from pipeline.task import load_task
+from pipeline.task import TaskSpec, load_task
 from tests.servers import free_port
 
 CHURN_START = dt.date(2025, 3, 1)
@@ -245,3 +245,19 @@ def traffic_rows(home: Path, days: int = 4) -> pd.DataFrame:
     """The raw rows of ``days`` days from SERVE_DAY on (120 a day), labels included."""
     raw = PartitionStore(home / "raw_data")
     return raw.read_many([SERVE_DAY + dt.timedelta(days=k) for k in range(days)])[0]
+
+
+def flights_home(home: Path, end: dt.date, days: int) -> tuple[TaskSpec, Path]:
+    """Real 2013 flights (the built-in task, replayed) in ``home``'s raw_data and
+    cleaned_features for the ``days`` days ending at ``end``, with the raw days their lagged
+    rates read before them."""
+    spec = load_task(None)
+    raw, feats = PartitionStore(home / "raw_data"), PartitionStore(home / "cleaned_features")
+    source = make_source(spec)
+    wanted = [end - dt.timedelta(days=k) for k in range(days - 1, -1, -1)]
+    lead = [wanted[0] - dt.timedelta(days=k) for k in range(spec.lag_reach_days, 0, -1)]
+    for day in [*lead, *wanted]:
+        ingest_day(source, raw, day)
+    for day in wanted:
+        build_features_day(spec, raw, feats, day)
+    return spec, home

@@ -69,7 +69,9 @@ class FlywheelModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         total, count = self._val_sum
-        self.log("val_loss", total / count.clamp(min=1.0), prog_bar=True)
+        # The same value in every DDP process (see val_dataloader); sync_dist keeps it one
+        # value by construction, and is free with one process.
+        self.log("val_loss", total / count.clamp(min=1.0), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
@@ -84,6 +86,14 @@ class TensorBatches:
 
     Iterable any number of times; with ``shuffle`` each pass draws a new permutation from its own
     seeded generator, so training is reproducible.
+
+    Under DDP (``world`` processes) every process draws the same permutation and cuts the same
+    global batches of ``batch_size`` rows; process ``rank`` takes rows ``rank, rank + world, ...``
+    of each, so that one step of all processes together sees exactly the rows that one process
+    alone would see in that step. This is a ``DistributedSampler`` for pre-built tensors (Lightning
+    injects its sampler into ``DataLoader``\ s only). A last global batch of fewer rows than there
+    are processes is dropped: a process with an empty batch would make the mean loss NaN, and
+    every process must take the same number of steps.
     """
 
     def __init__(
@@ -92,15 +102,21 @@ class TensorBatches:
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not one of the {world} processes")
         self.tensors = tuple(tensors)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
         self.n = len(self.tensors[0])
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
-        return (self.n + self.batch_size - 1) // self.batch_size
+        full, rest = divmod(self.n, self.batch_size)
+        return full + (1 if rest >= self.world else 0)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         if self.shuffle:
@@ -108,8 +124,10 @@ class TensorBatches:
             data = tuple(t[order] for t in self.tensors)  # one gather per epoch
         else:
             data = self.tensors
-        for start in range(0, self.n, self.batch_size):
-            yield tuple(t[start : start + self.batch_size] for t in data)
+        for k in range(len(self)):
+            start = k * self.batch_size
+            stop = min(start + self.batch_size, self.n)
+            yield tuple(t[start + self.rank : stop : self.world] for t in data)
 
 
 class FlywheelDataModule(pl.LightningDataModule):
@@ -129,9 +147,17 @@ class FlywheelDataModule(pl.LightningDataModule):
         self.seed = seed
 
     def train_dataloader(self) -> TensorBatches:
-        return TensorBatches(self.train, self.batch_size, shuffle=True, seed=self.seed)
+        # The global batch is batch_size in any number of processes: each takes its share.
+        rank, world = (
+            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        )
+        return TensorBatches(
+            self.train, self.batch_size, shuffle=True, seed=self.seed, rank=rank, world=world
+        )
 
     def val_dataloader(self) -> TensorBatches | list:
+        # Not sharded: every process validates on all rows with the same (synchronized)
+        # weights, so val_loss, the best epoch and early stopping agree in every process.
         if self.val is None:
             return []
         return TensorBatches(self.val, max(self.batch_size, 8192), shuffle=False)

@@ -31,6 +31,15 @@ class TrainParams:
     seed: int = 0
     accelerator: str = "cpu"
     devices: int = 1
+    # Lightning's strategy ("auto": one device in-process, "ddp" when there are more processes)
+    # and the machines; devices * num_nodes > 1 trains as a torchrun job (pipeline.model.ddp).
+    strategy: str = "auto"
+    num_nodes: int = 1
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: one per device on every node."""
+        return self.devices * self.num_nodes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

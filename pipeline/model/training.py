@@ -35,6 +35,8 @@ class TrainOutcome:
     val_rows: int
     seconds: float
     history: list[dict[str, float]]
+    # This process's rank in a DDP job (0 alone): only rank 0 saves the version.
+    rank: int = 0
 
     @property
     def parameter_count(self) -> int:
@@ -68,11 +70,20 @@ def make_trainer(params: TrainParams, callbacks: list[pl.Callback], root_dir: Pa
     Everything that would run around each step and is not needed here is off: no logger, no
     checkpoint files, no progress bar, no model summary, no sanity validation. Validation runs
     once per epoch.
+
+    With more than one process (``params.world_size``) the strategy "auto" is Lightning's DDP
+    (gloo on CPU, NCCL on GPUs); the processes must already exist, started by ``torchrun``
+    (:mod:`pipeline.model.ddp`), which Lightning detects from its environment variables.
     """
+    strategy = params.strategy
+    if strategy == "auto" and params.world_size > 1:
+        strategy = "ddp"
     return pl.Trainer(
         max_epochs=params.epochs,
         accelerator=params.accelerator,
         devices=params.devices,
+        num_nodes=params.num_nodes,
+        strategy=strategy,
         deterministic=True,
         logger=False,
         enable_checkpointing=False,
@@ -193,6 +204,7 @@ def train_model(
         val_rows=len(val_part),
         seconds=time.perf_counter() - started,
         history=best.history,
+        rank=torch.distributed.get_rank() if torch.distributed.is_initialized() else 0,
     )
 
 

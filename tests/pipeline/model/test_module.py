@@ -106,6 +106,30 @@ def test_shuffle_is_reproducible_with_a_seed():
     assert order(3) != order(4)
 
 
+def test_ddp_shards_split_each_global_batch_between_the_processes():
+    """Two processes together take, step by step, the very rows one process alone takes."""
+    alone = list(TensorBatches(_rows(11), batch_size=4, shuffle=True, seed=5))
+    shards = [list(TensorBatches(_rows(11), 4, shuffle=True, seed=5, rank=r, world=2))
+              for r in (0, 1)]  # fmt: skip
+    assert len(shards[0]) == len(shards[1]) == len(alone) == 3  # the same steps
+    for step, whole in enumerate(alone):
+        a, b = shards[0][step], shards[1][step]
+        assert set(a[0].tolist()).isdisjoint(b[0].tolist())
+        assert sorted([*a[0].tolist(), *b[0].tolist()]) == sorted(whole[0].tolist())
+        assert torch.equal(a[1], a[0] * 10) and torch.equal(b[1], b[0] * 10)  # rows aligned
+        assert abs(len(a[0]) - len(b[0])) <= 1
+
+
+def test_ddp_drops_a_last_global_batch_smaller_than_the_processes():
+    # 9 rows, batch 4, 3 processes: a last batch of 1 row would leave two processes empty.
+    shards = [TensorBatches(_rows(9), 4, rank=r, world=3) for r in range(3)]
+    assert [len(s) for s in shards] == [2, 2, 2]
+    assert [b[0].tolist() for b in shards[2]] == [[2], [6]]
+    assert sum(len(b[0]) for s in shards for b in s) == 8
+    with pytest.raises(ValueError, match="rank 2"):
+        TensorBatches(_rows(9), 4, rank=2, world=2)
+
+
 def test_data_module_without_val_has_no_val_batches():
     data = FlywheelDataModule(_rows(10), None, batch_size=4, seed=1)
     assert data.val_dataloader() == []
@@ -114,6 +138,23 @@ def test_data_module_without_val_has_no_val_batches():
     assert (train.shuffle, train.batch_size, len(train)) == (True, 4, 3)
     same_seed = TensorBatches(_rows(10), 4, shuffle=True, seed=1)
     assert [b[0].tolist() for b in train] == [b[0].tolist() for b in same_seed]
+
+
+def test_data_module_gives_each_ddp_process_its_share_of_the_same_batches():
+    class Trainer:  # what the data module reads of Lightning's Trainer
+        world_size = 2
+
+        def __init__(self, rank):
+            self.global_rank = rank
+
+    def shards(rank):
+        data = FlywheelDataModule(_rows(10), None, batch_size=4, seed=1)
+        data.trainer = Trainer(rank)
+        return [b[0].tolist() for b in data.train_dataloader()]
+
+    alone = [b[0].tolist() for b in FlywheelDataModule(_rows(10), None, 4, 1).train_dataloader()]
+    for whole, a, b in zip(alone, shards(0), shards(1), strict=True):
+        assert a == whole[0::2] and b == whole[1::2]
 
 
 def test_data_module_val_batches_are_large_and_in_order():

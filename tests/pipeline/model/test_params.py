@@ -28,7 +28,11 @@ def test_defaults():
         "seed": 0,
         "accelerator": "cpu",
         "devices": 1,
+        "strategy": "auto",
+        "num_nodes": 1,
     }
+    assert params.world_size == 1
+    assert TrainParams(devices=2, num_nodes=3).world_size == 6
 
 
 def test_to_dict_round_trips_through_json():
