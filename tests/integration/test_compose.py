@@ -148,10 +148,11 @@ def test_compose_services_run_without_docker(tmp_path: Path, postgres_db: Postgr
         # The serving app: up on its port, the store's tables created in PostgreSQL, no
         # champion yet (nothing trained), and the env file's token required.
         serving = f"http://127.0.0.1:{serve_port}"
-        health = wait_until(
-            lambda: requests.get(f"{serving}/health", timeout=5), 60, "the serving app", 0.5,
-            stack.logs,
+        wait_until(
+            lambda: requests.get(f"{serving}/health", timeout=5).status_code, 60,
+            "the serving app", 0.5, stack.logs,
         )  # fmt: skip
+        health = requests.get(f"{serving}/health", timeout=5)
         assert health.status_code == 503 and health.json()["status"] == "no_model"
         assert requests.get(f"{serving}/model", timeout=5).status_code == 401
         token = _service_env("serving")["FLYWHEEL_API_TOKEN"]
