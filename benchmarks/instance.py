@@ -184,17 +184,17 @@ def main() -> int:
                     seconds[side]["backfill"].append(backfill)
                     seconds[side]["retrain"].append(retrain)
                     seconds[side]["total"].append(backfill + retrain)
-                print(f"repeat {i + 1}/{args.repeats}: " + ", ".join(
-                    f"{side} {seconds[side]['backfill'][-1]:.1f} + "
-                    f"{seconds[side]['retrain'][-1]:.1f} s" for side in order), flush=True)  # fmt: skip
+                done = [f"{side} {seconds[side]['backfill'][-1]:.1f} + "
+                        f"{seconds[side]['retrain'][-1]:.1f} s" for side in order]  # fmt: skip
+                print(f"repeat {i + 1}/{args.repeats}: " + ", ".join(done), flush=True)
     finally:
         databases.drop_all()
 
     stats = {side: {k: spread(v) for k, v in parts.items()} for side, parts in seconds.items()}
     # the ratio of each repeat's pair, then their median (pairs ran back to back)
+    pg, lite = seconds["postgres"], seconds["sqlite"]
     pair_ratios = {
-        part: [p / s for p, s in zip(seconds["postgres"][part], seconds["sqlite"][part],
-                                     strict=True)]  # fmt: skip
+        part: [p / s for p, s in zip(pg[part], lite[part], strict=True)]
         for part in ("backfill", "retrain", "total")
     }
     ratios = {part: spread(v) for part, v in pair_ratios.items()}

@@ -29,13 +29,11 @@ def replicas(home: Path, store_url: str, logs: Path, count: int = 2):
     try:
         for i in range(count):
             port = free_port()
+            command = [str(BIN / "flywheel"), "--home", str(home), "serve", "--port", str(port),
+                       "--feedback-url", store_url, "--poll-seconds", "0.2"]  # fmt: skip
             with (logs / f"serve{i}.log").open("ab") as log:
                 procs.append(
-                    subprocess.Popen(
-                        [str(BIN / "flywheel"), "--home", str(home), "serve", "--port", str(port),
-                         "--feedback-url", store_url, "--poll-seconds", "0.2"],
-                        cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT,
-                    )  # fmt: skip
+                    subprocess.Popen(command, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
                 )
             urls.append(f"http://127.0.0.1:{port}")
 
@@ -95,7 +93,8 @@ def test_two_replicas_share_the_feedback_store_and_the_champion(
 
         # Feedback posted to the other replica joins the prediction.
         a, b = urls
-        crossed = [(b, pid) for pid in by_replica[a][:20]] + [(a, pid) for pid in by_replica[b][:20]]
+        crossed = [(b, pid) for pid in by_replica[a][:20]]
+        crossed += [(a, pid) for pid in by_replica[b][:20]]
         for url, pid in crossed:
             answer = requests.post(f"{url}/feedback", json={"prediction_id": pid, "label": 1},
                                    timeout=30)  # fmt: skip
