@@ -15,12 +15,14 @@ Environment (all optional):
     FLYWHEEL_FEEDBACK_MIN_NEW, FLYWHEEL_FEEDBACK_MAX_WAIT_MINUTES,
     FLYWHEEL_FEEDBACK_INTERVAL_SECONDS
                          the feedback sensor's thresholds (defaults 100 rows, 60 min, 30 s)
-    FLYWHEEL_FEEDBACK_RUN_CONFIG  JSON run config merged into each feedback run's
+    FLYWHEEL_FEEDBACK_RUN_CONFIG  JSON run config merged into each feedback run's config
     FLYWHEEL_FEEDBACK_SENSOR  "running" starts the feedback sensor without a click (and the
                          live_performance and shadow sensors beside it)
     FLYWHEEL_PROMOTION   ``direct`` (default) or ``shadow``: the default of deployed_model's
                          ``promotion`` (a challenger that passes becomes the champion, or the
                          candidate scored in shadow until shadow_evaluation decides)
+    FLYWHEEL_TRAINING_GPUS  GPUs asked for each training run's pod on Kubernetes (the
+                         ``dagster-k8s/config`` tag of the jobs that train; default 0: none)
 
 The layers are described in ``docs/architecture.md``.
 """
@@ -55,7 +57,7 @@ from assets.checks import build_data_checks
 from assets.data import build_data_assets
 from assets.deployment import build_deployed_model, shadow_evaluation
 from assets.feedback import build_live_performance, user_feedback
-from assets.jobs import data_job, feedback_job, live_job, nightly_job, shadow_job, training_job
+from assets.jobs import build_jobs, k8s_gpu_tags
 from assets.partitions import DEFAULT_START_DATE, daily_partitions
 from assets.sensors import build_feedback_sensor, build_live_performance_sensor
 from assets.shadow_sensor import build_shadow_sensor
@@ -108,6 +110,7 @@ class Settings:
     feedback_run_config: dict[str, Any] = field(default_factory=dict)
     feedback_sensor_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED
     promotion: str = "direct"
+    training_gpus: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -133,6 +136,7 @@ class Settings:
             if get("FLYWHEEL_FEEDBACK_SENSOR", "").lower() == "running"
             else DefaultSensorStatus.STOPPED,
             promotion=get("FLYWHEEL_PROMOTION", "direct").lower(),
+            training_gpus=int(get("FLYWHEEL_TRAINING_GPUS", "0")),
         )
 
 
@@ -147,6 +151,7 @@ def build_defs(settings: Settings) -> Definitions:
         checks = build_data_checks(raw_data, cleaned_features, partitions)
         live_performance, live_check = build_live_performance(partitions)
     home = FlywheelHome.at(settings.home)
+    jobs = build_jobs(k8s_gpu_tags(settings.training_gpus))
     feedback_url: str | EnvVar = (
         EnvVar("FLYWHEEL_FEEDBACK_URL")  # may hold a password: resolved at run time
         if settings.feedback_url_from_env
@@ -164,10 +169,10 @@ def build_defs(settings: Settings) -> Definitions:
             shadow_evaluation,
         ],
         asset_checks=[*checks, live_check],
-        jobs=[data_job, training_job, nightly_job, feedback_job, live_job, shadow_job],
+        jobs=jobs.all(),
         schedules=[
             build_nightly_retrain(
-                nightly_job,
+                jobs.nightly,
                 first=dt.date.fromisoformat(settings.start_date),
                 cron=settings.retrain_cron,
                 timezone=settings.timezone,
@@ -178,7 +183,7 @@ def build_defs(settings: Settings) -> Definitions:
         ],
         sensors=[
             build_feedback_sensor(
-                feedback_job,
+                jobs.feedback,
                 min_new_feedback=settings.feedback_min_new,
                 max_wait_minutes=settings.feedback_max_wait_minutes,
                 interval_seconds=settings.feedback_interval_seconds,
@@ -187,14 +192,14 @@ def build_defs(settings: Settings) -> Definitions:
             ),
             # beside the feedback sensor, with its own cursor; on and off with it
             build_live_performance_sensor(
-                live_job,
+                jobs.live,
                 first=dt.date.fromisoformat(settings.start_date),
                 interval_seconds=settings.feedback_interval_seconds,
                 default_status=settings.feedback_sensor_status,
             ),
             # beside them too: shadow_evaluation when feedback labels shadowed requests
             build_shadow_sensor(
-                shadow_job,
+                jobs.shadow,
                 interval_seconds=settings.feedback_interval_seconds,
                 default_status=settings.feedback_sensor_status,
             ),
