@@ -3,11 +3,11 @@
 import datetime as dt
 from typing import Any
 
-import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field
 
 from assets.metadata import plots_markdown
+from pipeline.data.storage import read_parquet
 from pipeline.evaluation import evaluate_version
 from pipeline.model.params import TrainParams
 from pipeline.steps import train_version
@@ -96,7 +96,7 @@ def trained_model(
     result = train_version(
         task.spec(), features, layout.registry(), config.params(), layout.scratch(context.run_id),
         end=end, on_epoch=on_epoch, raw=layout.partitions("raw_data"),
-        extra=pd.read_parquet(examples) if examples.is_file() else None,
+        extra=read_parquet(examples) if examples.is_file() else None,
         extra_weight=config.feedback_weight,
         left_out=layout.verdicts().left_out(features.days()),
         min_train_days=config.min_train_days,

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.data.storage import is_local
+from pipeline.model.pointers import pointer_tag
 from pipeline.model.registry import LoadedModel, ModelRegistry, ModelVersionError
 from pipeline.serving.features import CompiledFeatures
 from pipeline.task import parse_task
@@ -111,7 +113,7 @@ class ChampionWatcher:
         self.last_error: dict[str, Any] | None = None
         self._failing = False  # the latest check was one of those
         self._beat: float | None = None  # time.monotonic() at the latest check's start
-        self._stat: tuple[int, int] | None = None
+        self._stat: tuple[Any, ...] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -120,11 +122,9 @@ class ChampionWatcher:
         """Loads the champion if the pointer changed; on failure keeps the old one."""
         with self._lock:
             self.checked_at, self._beat = time.time(), time.monotonic()
-            try:
-                st = self.registry.champion_file.stat()
-            except FileNotFoundError:
+            stat = self._pointer_stat()
+            if stat is None:
                 return
-            stat = (st.st_mtime_ns, st.st_size)
             if stat == self._stat:
                 return
             try:
@@ -148,6 +148,20 @@ class ChampionWatcher:
                 return
             self.current = served  # one assignment: requests in flight keep their own model
             self.load_error = None
+
+    def _pointer_stat(self) -> tuple[Any, ...] | None:
+        """What changes when champion.json is replaced (None: there is none): its modification
+        time and size on local disk, its tag (S3's ETag, one HEAD request) on object storage,
+        where modification times have a resolution of one second."""
+        file = self.registry.champion_file
+        if not is_local(file):
+            tag = pointer_tag(file)
+            return (tag,) if tag else None
+        try:
+            st = file.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
 
     def _report(self, version: str | None, err: Exception) -> None:
         """Records why the champion named by champion.json (``version``; None: the pointer
