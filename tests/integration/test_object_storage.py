@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import httpx
@@ -62,8 +63,10 @@ def graph_home(s3_session: S3Server, tmp_path_factory):
             assert data.success
             train = {"end_date": end.isoformat(), "window_days": WINDOW, "holdout_days": HOLDOUT,
                      "epochs": 2, "members": 1}  # fmt: skip
-            ops = {"trained_model": {"config": train},  # a small model need not beat the
-                   "deployed_model": {"config": {"force": True}}}  # prior: promoted regardless
+            ops = {
+                "trained_model": {"config": train},  # a small model need not beat the
+                "deployed_model": {"config": {"force": True}},
+            }  # prior: promoted regardless
             run = defs.resolve_job_def("feedback_job").execute_in_process(
                 instance=instance, run_config={"ops": ops}
             )
@@ -148,7 +151,11 @@ def _deploy_at_once(home: str, slices, report, barrier, out) -> None:
         return evaluate_version(features, registry, report["version"], slices).report
 
     barrier.wait()
-    done = deploy(registry, report, easy, evaluate_again=again)
+    try:
+        done = deploy(registry, report, easy, evaluate_again=again)
+    except BaseException:  # the parent says what went wrong, not just an exit code
+        out.put((report["version"], "error", traceback.format_exc()))
+        raise
     out.put((report["version"], done.promoted, bool(evaluated)))
 
 
@@ -161,14 +168,14 @@ def test_two_promotions_at_once_on_the_bucket_one_wins_the_other_compares_again(
 
     spec, local, registry = build_home(tmp_path)
     raw, feats = PartitionStore(local / "raw_data"), PartitionStore(local / "cleaned_features")
-    for seed in (1, 2):  # both trained on a day more, both evaluated against the same champion
+    for seed in (1, 2, 3):  # trained on a day more; 1 and 2 evaluated against the same champion
         train_small(spec, feats, raw, registry, tmp_path / "scratch",
                     SERVE_DAY + dt.timedelta(days=1), seed=seed)  # fmt: skip
     _fs().put(str(local), s3_home.removeprefix("s3://"), recursive=True)
     bucket = ModelRegistry(f"{s3_home}/models")
     first_champion = bucket.champion()
     features = PartitionStore(f"{s3_home}/cleaned_features")
-    challengers = [v for v in bucket.versions() if v != first_champion]
+    *challengers, third = [v for v in bucket.versions() if v != first_champion]
     reports = [evaluate_version(features, bucket, v, spec.slices).report for v in challengers]
     assert {r["champion"] for r in reports} == {first_champion}
 
@@ -182,6 +189,7 @@ def test_two_promotions_at_once_on_the_bucket_one_wins_the_other_compares_again(
         run.join(180)
         assert run.exitcode == 0
     results = {v: (promoted, again) for v, promoted, again in (out.get(timeout=5) for _ in runs)}
+    assert "error" not in {p for p, _ in results.values()}, results
     assert set(results) == set(challengers)
 
     # The winner was judged against the old champion; the loser read the new champion and was
@@ -199,3 +207,30 @@ def test_two_promotions_at_once_on_the_bucket_one_wins_the_other_compares_again(
     assert bucket.champion() == history[-1]["version"]
     for version in bucket.versions():
         bucket.verify(version)  # no version damaged
+
+    # The same race made certain: another promotion lands between this gate's decision and
+    # its write (the evaluation is attached in between). The conditional write is refused, and
+    # the gate compares the challenger with the champion that landed.
+    from pipeline.gate import GatePolicy, deploy
+
+    class Racing(ModelRegistry):
+        raced = False
+
+        def attach(self, version, name, data):
+            path = super().attach(version, name, data)
+            if not self.raced:
+                self.raced = True
+                ModelRegistry(f"{s3_home}/models").promote(first_champion, "meanwhile", True)
+            return path
+
+    racing = Racing(f"{s3_home}/models")
+    report = evaluate_version(features, racing, third, spec.slices).report
+    easy = GatePolicy(max_auc_loss=1.0, max_log_loss_gain=1.0, max_slice_drop=1.0,
+                      min_holdout_rows=1)  # fmt: skip
+    again = lambda: evaluate_version(features, racing, third, spec.slices).report  # noqa: E731
+    done = deploy(racing, report, easy, evaluate_again=again)
+    assert racing.raced and report["champion"] != first_champion
+    assert racing.read_json(third, "evaluation.json")["champion"] == first_champion
+    last = racing.history()[-2:]
+    assert [r["version"] for r in last] == [first_champion, third] and done.promoted
+    assert last[1]["previous"] == first_champion
