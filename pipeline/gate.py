@@ -278,19 +278,12 @@ def deploy(
                 return _decide(registry, report, policy, force, evaluate_again)
         except PointerConflict:  # object storage: another run promoted since the lock's read;
             continue  # the champion is read again, so the comparison is stale: evaluated again
-    raise PointerConflict(
-        f"{MAX_PROMOTION_TRIES} other promotions came in between; {report['version']} is not"
-        " promoted"
-    )
+    tries = f"{MAX_PROMOTION_TRIES} other promotions came in between"
+    raise PointerConflict(f"{tries}; {report['version']} is not promoted")
 
 
-def _decide(
-    registry: ModelRegistry,
-    report: dict[str, Any],
-    policy: GatePolicy,
-    force: bool,
-    evaluate_again: Callable[[], dict[str, Any]] | None,
-) -> Deployment:
+def _decide(registry: ModelRegistry, report: dict[str, Any], policy: GatePolicy, force: bool,
+            evaluate_again: Callable[[], dict[str, Any]] | None) -> Deployment:  # fmt: skip
     """:func:`deploy`'s decision and promotion, inside the promotion lock."""
     version = report["version"]
     current = registry.champion()

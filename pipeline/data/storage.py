@@ -70,6 +70,15 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+def upload_folder(folder: Path, dest: Path, last: str) -> None:
+    """Puts every file of the local ``folder`` under ``dest`` on object storage, one request
+    each, the file named ``last`` after all the others (a reader that finds it finds them)."""
+    names = sorted(p.name for p in folder.iterdir() if p.name != last)
+    for name in [*names, last]:
+        target = dest / name
+        target.fs.pipe_file(target.path, (folder / name).read_bytes())
+
+
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
     """Writes ``frame`` to ``path`` as Parquet, atomically."""
     data = _empty_parquet_bytes(frame)

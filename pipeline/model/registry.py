@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.data.storage import as_path, is_local, write_json_atomic
+from pipeline.data.storage import as_path, is_local, upload_folder, write_json_atomic
 from pipeline.model.features import Preprocessor
 from pipeline.model.pointers import (
     append_line,
@@ -122,16 +122,13 @@ class ModelRegistry:
         """
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         version = f"{stamp}-{secrets.token_hex(3)}"
-        if not is_local(self.root):  # written locally, then uploaded with the manifest last
-            with tempfile.TemporaryDirectory(prefix="flywheel-version-") as folder:
-                local = ModelRegistry(folder)
-                built = local._save_as(version, module, preprocessor, training, documents)
-                names = sorted(p.name for p in built.iterdir() if p.name != "manifest.json")
-                for name in [*names, "manifest.json"]:
-                    dest = self.versions_dir / version / name
-                    dest.fs.pipe_file(dest.path, (built / name).read_bytes())
+        if is_local(self.root):
+            self._save_as(version, module, preprocessor, training, documents)
             return version
-        self._save_as(version, module, preprocessor, training, documents)
+        with tempfile.TemporaryDirectory(prefix="flywheel-version-") as folder:  # built locally,
+            built = ModelRegistry(folder)._save_as(version, module, preprocessor, training,
+                                                   documents)  # fmt: skip
+            upload_folder(built, self.versions_dir / version, last="manifest.json")
         return version
 
     def _save_as(self, version, module, preprocessor, training, documents) -> Path:
