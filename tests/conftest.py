@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import memory_home, write_churn_task
+from tests.servers import s3_home, s3_session
+
+__all__ = ["s3_home", "s3_session"]  # one S3 server (moto's) per session, for any test
 
 
 @pytest.fixture

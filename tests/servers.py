@@ -386,7 +386,8 @@ def s3_server() -> Iterator[S3Server]:
 
 @pytest.fixture(scope="session")
 def s3_session() -> Iterator[S3Server]:
-    """One S3 server for the whole session (s3fs keeps one client per process and endpoint)."""
+    """One S3 server for the whole session, through tests/conftest.py (s3fs keeps one client per
+    process: a second server's endpoint would not reach it)."""
     with s3_server() as server:
         yield server
 

@@ -20,10 +20,9 @@ import pytest
 import torch
 
 from tests.helpers import SERVE_DAY, build_home, served_app, train_small
-from tests.servers import PROJECT_DIR, S3Server, s3_home, s3_session, wait_until
+from tests.servers import PROJECT_DIR, S3Server, wait_until
 
 pytestmark = pytest.mark.slow
-__all__ = ["s3_home", "s3_session"]  # the fixtures, imported for this module's tests
 
 # The labelled window the graph trains on: the lagged rates' reach before it, 10 + 3 days.
 WINDOW, HOLDOUT = 10, 3
