@@ -5,7 +5,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     Config,
@@ -17,6 +16,7 @@ from dagster import (
 from pydantic import Field
 
 from assets.metadata import from_pipes_metadata, plots_markdown
+from pipeline.data.storage import read_parquet
 from pipeline.evaluation import evaluate_version
 from pipeline.model.ddp import TrainRequest, torchrun_command, version_metadata
 from pipeline.model.params import TrainParams
@@ -129,7 +129,7 @@ def trained_model(
     result = train_version(
         task.spec(), features, layout.registry(), params, layout.scratch(context.run_id),
         end=end, on_epoch=on_epoch, raw=layout.partitions("raw_data"),
-        extra=pd.read_parquet(examples) if examples.is_file() else None,
+        extra=read_parquet(examples) if examples.is_file() else None,
         extra_weight=config.feedback_weight, left_out=left_out,
         min_train_days=config.min_train_days, as_of=as_of,
     )  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.data.storage import PartitionStore, write_parquet_atomic
+from pipeline.data.storage import PartitionStore, read_parquet, write_parquet_atomic
 from pipeline.gate import SCORES_FILE, members_columns
 from pipeline.labelled import HOLDOUT_FILE, LABEL_SOURCE
 from pipeline.model.registry import ModelRegistry, ModelVersionError
@@ -49,7 +49,7 @@ def evaluate_version(
     holdout = [dt.date.fromisoformat(d) for d in challenger.training["holdout_days"]]
     kept_rows = registry.path(version) / HOLDOUT_FILE
     if kept_rows.is_file():  # the rows training chose: batch and feedback
-        frame = pd.read_parquet(kept_rows)
+        frame = read_parquet(kept_rows)
         missing = [d for d in holdout if not features.exists(d)]
     else:  # a version saved before holdout.parquet: its holdout days' batch rows
         frame, missing = features.read_many(holdout)

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.data.storage import read_parquet
 from pipeline.model.comparison import (
     Comparison,
     SliceResult,
@@ -47,8 +48,10 @@ from pipeline.model.comparison import (
     slice_table,
     widened,
 )
+from pipeline.model.pointers import PointerConflict
 from pipeline.model.registry import ModelRegistry
 
+MAX_PROMOTION_TRIES = 10  # object storage: races lost in a row before a promotion gives up
 SCORES_FILE = "holdout_scores.parquet"  # y, challenger, champion (or NaN), the slice columns
 MEMBER_PREFIX = {"challenger": "challenger_member_", "champion": "champion_member_"}
 
@@ -236,7 +239,7 @@ def judge(
     against the champion it was evaluated with; changes nothing."""
     policy = policy or GatePolicy()
     version = report["version"]
-    scores = pd.read_parquet(registry.path(version) / SCORES_FILE)
+    scores = read_parquet(registry.path(version) / SCORES_FILE)
     champion = report["champion"] if report["champion"] != version else None
     newer = (
         champion is not None
@@ -267,8 +270,10 @@ def deploy(
     ``evaluation.json``, and on promotion replaces the champion pointer atomically.
 
     Deciding and promoting hold the registry's promotion lock, so two runs that reach the gate
-    together take turns. When the champion has changed since ``report`` was made (another run
-    promoted meanwhile), the comparison is stale: ``evaluate_again`` scores the challenger
+    together take turns. On object storage the pointer's write is conditional instead, and the
+    loser of a race (PointerConflict) reads the new champion and goes round again. When the
+    champion has changed since ``report`` was made (another run promoted meanwhile), the
+    comparison is stale: ``evaluate_again`` scores the challenger
     against the new champion and the gate decides on that; without it, nothing is promoted
     (except ``force``) and the reason says why.
 
@@ -279,33 +284,48 @@ def deploy(
     if promotion not in ("direct", "shadow"):
         raise ValueError(f"promotion must be 'direct' or 'shadow', not {promotion!r}")
     policy = policy or GatePolicy()
+    for _ in range(MAX_PROMOTION_TRIES):
+        try:
+            with registry.promotion_lock():
+                return _decide(
+                    registry, report, policy, force, evaluate_again, promotion, probation_labels
+                )
+        except PointerConflict:  # object storage: another run promoted since the lock's read;
+            continue  # the champion is read again, so the comparison is stale: evaluated again
+    tries = f"{MAX_PROMOTION_TRIES} other promotions came in between"
+    raise PointerConflict(f"{tries}; {report['version']} is not promoted")
+
+
+def _decide(registry: ModelRegistry, report: dict[str, Any], policy: GatePolicy, force: bool,
+            evaluate_again: Callable[[], dict[str, Any]] | None, promotion: str,
+            probation_labels: int) -> Deployment:  # fmt: skip
+    """:func:`deploy`'s decision and promotion, inside the promotion lock."""
     version = report["version"]
-    with registry.promotion_lock():
-        current = registry.champion()
-        stale = current not in (report["champion"], version)
-        if stale and evaluate_again is not None:
-            report = evaluate_again()
-            stale = registry.champion() not in (report["champion"], version)
-        if stale and not force:
-            decision = Decision(
-                False,
-                f"the champion changed to {current} after this challenger was evaluated against"
-                f" {report['champion'] or 'no champion'}: not promoted on a stale comparison;"
-                " evaluate it again",
-                "stale_comparison",
-            )
-        else:
-            decision = judge(registry, report, policy, force)
-        gate = {**decision.to_dict(), "policy": asdict(policy)}
-        registry.attach(version, "evaluation.json", {**report, "gate": gate})
-        candidate = None
-        if decision.promote and promotion == "shadow" and current and not force:
-            registry.set_candidate(version, current, f"passed the offline gate: {decision.reason}")
-            candidate = version
-        elif decision.promote:
-            registry.promote(version, reason=decision.reason, forced=force)
-            if current and current != version:
-                registry.start_probation(version, current, probation_labels)
-        champion = registry.champion()
+    current = registry.champion()
+    stale = current not in (report["champion"], version)
+    if stale and evaluate_again is not None:
+        report = evaluate_again()
+        stale = registry.champion() not in (report["champion"], version)
+    if stale and not force:
+        decision = Decision(
+            False,
+            f"the champion changed to {current} after this challenger was evaluated against"
+            f" {report['champion'] or 'no champion'}: not promoted on a stale comparison;"
+            " evaluate it again",
+            "stale_comparison",
+        )
+    else:
+        decision = judge(registry, report, policy, force)
+    gate = {**decision.to_dict(), "policy": asdict(policy)}
+    registry.attach(version, "evaluation.json", {**report, "gate": gate})
+    candidate = None
+    if decision.promote and promotion == "shadow" and current and not force:
+        registry.set_candidate(version, current, f"passed the offline gate: {decision.reason}")
+        candidate = version
+    elif decision.promote:
+        registry.promote(version, reason=decision.reason, forced=force)
+        if current and current != version:
+            registry.start_probation(version, current, probation_labels)
+    champion = registry.champion()
     promoted = decision.promote and candidate is None
     return Deployment(champion, version, promoted, force, decision, candidate, promotion)

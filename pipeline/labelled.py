@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pipeline.data.maturity import label_matured
-from pipeline.data.storage import PartitionStore
+from pipeline.data.storage import PartitionStore, parquet_source
 from pipeline.model.params import TrainingError
 from pipeline.task import LABEL_COLUMN, TaskSpec
 
@@ -113,7 +113,7 @@ def day_is_labelled(
     """Whether a stored day holds batch labels (on the clock ``as_of``, when given)."""
     if as_of is not None and not label_matured(day, as_of, spec.label_delay_days):
         return False
-    column = pq.read_table(store.path(day), columns=[LABEL_COLUMN]).column(0)
+    column = pq.read_table(parquet_source(store.path(day)), columns=[LABEL_COLUMN]).column(0)
     return column.null_count == 0  # an unmatured day is unlabelled whole
 
 

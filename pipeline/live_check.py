@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.data.storage import read_parquet
 from pipeline.gate import SCORES_FILE, GatePolicy
 from pipeline.live import MIN_CLASS_LABELS
 from pipeline.model.comparison import Comparison, compare_independent
@@ -31,7 +32,7 @@ def newest_labelled(files: dict[dt.date, Path], version: str, max_days: int = LI
     """The champion's labelled live rows of the newest ``max_days`` days that have any."""
     parts, days = [], []
     for day in sorted(files, reverse=True):
-        rows = pd.read_parquet(files[day])
+        rows = read_parquet(files[day])
         rows = rows[(rows["model_version"] == version) & rows[LABEL_COLUMN].notna()]
         if len(rows):
             parts.append(rows)
@@ -57,7 +58,7 @@ def judge_live(
     if not scores.is_file():
         return LiveVerdict(True, f"{version} has no {SCORES_FILE}: no holdout to compare", days,
                            len(y))  # fmt: skip
-    hold = pd.read_parquet(scores)
+    hold = read_parquet(scores)
     c = compare_independent(y, live["score"].to_numpy(dtype=np.float64),
                             hold["y"].to_numpy(dtype=np.float64),
                             hold["challenger"].to_numpy(dtype=np.float64), policy)  # fmt: skip

@@ -6,13 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_churn_task
+from tests.helpers import memory_home, write_churn_task
+from tests.servers import s3_home, s3_session
+
+__all__ = ["s3_home", "s3_session"]  # one S3 server (moto's) per session, for any test
 
 
 @pytest.fixture
 def churn_task(tmp_path: Path) -> Path:
     """A task file over a folder of the user's own Parquet files (one file per week)."""
     return write_churn_task(tmp_path)
+
+
+@pytest.fixture
+def memory_root():
+    """A fresh ``memory://`` folder (object storage in the test's process), removed after."""
+    with memory_home() as root:
+        yield root
 
 
 @pytest.fixture

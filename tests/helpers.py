@@ -27,6 +27,22 @@ from tests.servers import free_port
 CHURN_START = dt.date(2025, 3, 1)
 
 
+@contextlib.contextmanager
+def memory_home():
+    """A fresh ``memory://`` folder (fsspec's in-process object store, a UPath), removed after:
+    the unit tests' object storage."""
+    import secrets
+
+    from upath import UPath
+
+    root = UPath(f"memory://flywheel-{secrets.token_hex(4)}")
+    try:
+        yield root
+    finally:
+        if root.fs.exists(root.path):
+            root.fs.rm(root.path, recursive=True)
+
+
 def make_churn_frame(days: int, rows_per_day: int = 120, seed: int = 0) -> pd.DataFrame:
     """A small synthetic data set of a user's own: will a subscriber churn?
 

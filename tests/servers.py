@@ -327,3 +327,75 @@ def dagster_stack_factory(tmp_path: Path) -> Iterator[Callable[..., DagsterStack
     yield start
     for stack in stacks:
         stack.stop()
+
+
+# -- object storage: a real S3 API server (moto's) on loopback --------------------------------
+@dataclass
+class S3Server:
+    """moto's S3 server in this process, on a loopback port; ``env`` is what a client (this
+    process's s3fs, or a subprocess) needs to reach it: the standard AWS variables."""
+
+    endpoint: str
+    server: Any
+    env: dict[str, str] = field(default_factory=dict)
+
+    def bucket(self) -> str:
+        """A new, empty bucket: ``s3://<name>``."""
+        import secrets
+
+        import boto3
+
+        name = f"flywheel-{secrets.token_hex(4)}"
+        boto3.client("s3", **_client_options(self.env)).create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+
+def _client_options(env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "endpoint_url": env["AWS_ENDPOINT_URL"],
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": env["AWS_DEFAULT_REGION"],
+    }
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[S3Server]:
+    """Starts moto's server (``moto[server]``) on 127.0.0.1 and stops it on exit."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "flywheel-test",
+        "AWS_SECRET_ACCESS_KEY": "flywheel-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    try:
+        yield S3Server(endpoint, server, env)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_session() -> Iterator[S3Server]:
+    """One S3 server for the whole session, through tests/conftest.py (s3fs keeps one client per
+    process: a second server's endpoint would not reach it)."""
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_home(s3_session: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<a new bucket>/home`` on the session's server, with the AWS variables set in this
+    process (subprocesses inherit them): a FLYWHEEL_HOME on object storage."""
+    for name, value in s3_session.env.items():
+        monkeypatch.setenv(name, value)
+    return f"{s3_session.bucket()}/home"

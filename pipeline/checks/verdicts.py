@@ -35,7 +35,7 @@ from pipeline.checks.suites import (
     validate_raw,
 )
 from pipeline.data.cleaning import QUARANTINE_REASON
-from pipeline.data.storage import PartitionStore, write_json_atomic
+from pipeline.data.storage import PartitionStore, as_path, parquet_source, write_json_atomic
 from pipeline.task import LABEL_COLUMN, TaskSpec
 
 
@@ -43,7 +43,7 @@ class VerdictStore:
     """The latest check verdict of each day: ``<root>/<asset>/<YYYY-MM-DD>.json``."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = as_path(root)
 
     def path(self, asset: str, day: dt.date) -> Path:
         return self.root / asset / f"{day.isoformat()}.json"
@@ -55,8 +55,10 @@ class VerdictStore:
 
     def read(self, asset: str, day: dt.date) -> dict[str, Any] | None:
         """The day's verdict as stored (with ``run_id`` and ``checked_at``), or None."""
-        path = self.path(asset, day)
-        return json.loads(path.read_text()) if path.is_file() else None
+        try:  # one request on object storage
+            return json.loads(self.path(asset, day).read_text())
+        except FileNotFoundError:
+            return None
 
     def left_out(
         self, days: Iterable[dt.date], assets: Iterable[str] = ("raw_data", "cleaned_features")
@@ -79,7 +81,7 @@ def _unassigned_outcome(spec: TaskSpec, path: Path | None) -> Outcome | None:
     """The WARN answer about the source rows that belong to no day, kept in ``path``."""
     if path is None or not path.is_file():
         return None
-    frame = pd.read_parquet(path)
+    frame = pd.read_parquet(parquet_source(path))
     ts = spec.timestamp
     values = frame[ts].tolist()[:SAMPLE_SIZE] if ts in frame else []
     return outcome(
@@ -95,13 +97,13 @@ def _trailing_counts(store: PartitionStore, days: list[dt.date]) -> dict[dt.date
     for k in range(1, TRAILING_DAYS + 1):
         day = first - dt.timedelta(days=k)
         if store.exists(day):
-            out[day] = pq.ParquetFile(store.path(day)).metadata.num_rows
+            out[day] = pq.ParquetFile(parquet_source(store.path(day))).metadata.num_rows
     return out
 
 
 def _read_columns(path: Path, wanted: list[str]) -> pa.Table:
     """Those of the ``wanted`` columns that the file has (all of them when it has none)."""
-    file = pq.ParquetFile(path)  # one open for the schema and the rows
+    file = pq.ParquetFile(parquet_source(path))  # one open for the schema and the rows
     names = file.schema_arrow.names
     return file.read(columns=[c for c in wanted if c in names] or None)
 
@@ -175,7 +177,7 @@ def check_feature_days(
 ) -> list[DayVerdict]:
     """Checks the stored cleaned_features of ``days`` and records each day's verdict; with the
     ``champion`` (:meth:`Champion.load`), its vocabularies, AUC and training distribution."""
-    frames = {day: pq.ParquetFile(features.path(day)).read() for day in days}
+    frames = {day: pq.ParquetFile(parquet_source(features.path(day))).read() for day in days}
     quarantines = {day: quarantine_reasons(features.quarantine_path(day)) for day in days}
     history = trailing_label_counts(features, days)
     found = validate_features(spec, frames, quarantines, vocabularies, max_quarantine_fraction,

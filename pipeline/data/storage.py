@@ -1,13 +1,20 @@
-"""Daily partitions as Parquet files: one file per day, replaced whole and atomically."""
+"""Daily partitions as Parquet files: one file per day, replaced whole and atomically.
+
+Paths here are a plain :class:`pathlib.Path` on local disk or a universal-pathlib ``UPath`` on
+object storage (:func:`pipeline.home.home_path` chooses); the functions below are the only
+places that tell them apart.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -16,10 +23,43 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def is_local(path: Any) -> bool:
+    """Whether ``path`` is on local disk (a plain ``pathlib`` path), not on object storage."""
+    return isinstance(path, PurePath)
+
+
+def as_path(root: str | Path) -> Path:
+    """``root`` in the path type of :func:`pipeline.home.home_path`: a string may be a URL."""
+    from pipeline.home import home_path  # the layout module imports the stores
+
+    return home_path(root)
+
+
+def parquet_source(path: Path) -> Path | io.BytesIO:
+    """What pandas and pyarrow read a Parquet file from: the path itself on local disk, else
+    its bytes, fetched in one request (pyarrow cannot open a ``UPath``)."""
+    return path if is_local(path) else io.BytesIO(path.read_bytes())
+
+
+def read_parquet(path: Path, **options: Any) -> pd.DataFrame:
+    """``pd.read_parquet`` of a local or an object-storage path."""
+    return pd.read_parquet(parquet_source(path), **options)
+
+
 def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     """Writes ``path`` whole or not at all: ``write`` fills a temporary file beside it, then one
     rename replaces ``path``. The one atomic write of Flywheel's files (partitions, verdicts,
-    model documents, the champion pointer, asset values)."""
+    model documents, the champion pointer, asset values).
+
+    On object storage, where there is no rename, ``write`` fills a local temporary file and its
+    bytes go up in one request: an object appears whole or not at all.
+    """
+    if not is_local(path):
+        with tempfile.TemporaryDirectory(prefix="flywheel-") as folder:
+            tmp = Path(folder) / path.name
+            write(tmp)
+            path.fs.pipe_file(path.path, tmp.read_bytes())
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
@@ -28,6 +68,15 @@ def replace_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def upload_folder(folder: Path, dest: Path, last: str) -> None:
+    """Puts every file of the local ``folder`` under ``dest`` on object storage, one request
+    each, the file named ``last`` after all the others (a reader that finds it finds them)."""
+    names = sorted(p.name for p in folder.iterdir() if p.name != last)
+    for name in [*names, last]:
+        target = dest / name
+        target.fs.pipe_file(target.path, (folder / name).read_bytes())
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
@@ -77,7 +126,7 @@ class PartitionStore:
     """``<root>/<YYYY-MM-DD>.parquet`` per day, with an optional quarantine file beside it."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = as_path(root)
 
     def path(self, day: dt.date) -> Path:
         return self.root / f"{day.isoformat()}.parquet"
@@ -96,9 +145,10 @@ class PartitionStore:
 
     def read(self, day: dt.date) -> pd.DataFrame:
         path = self.path(day)
-        if not path.is_file():
-            raise FileNotFoundError(f"partition {day} has not been materialized ({path})")
-        return pd.read_parquet(path)
+        try:  # one request on object storage, not a look-up and then a read
+            return read_parquet(path)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"partition {day} has not been materialized ({path})") from err
 
     def days(self) -> list[dt.date]:
         """Days that have a file, oldest first."""

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.data.storage import write_json_atomic
+from pipeline.model.pointers import append_line, write_pointer
 
 CANDIDATE = "candidate"
 PROBATION = "probation"
@@ -43,9 +43,7 @@ class ShadowPointer:
 
     def append_history(self, record: dict[str, Any]) -> None:
         """One line of ``promotions.jsonl``."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("a") as fh:
-            fh.write(json.dumps(record, default=str) + "\n")
+        append_line(self.log_file, json.dumps(record, default=str))
 
     def shadow_record(self) -> dict[str, Any] | None:
         """candidate.json's content (``version``, ``role``, ``champion``, ``since``, ``reason``),
@@ -75,7 +73,7 @@ class ShadowPointer:
                   "reason": reason, **extra}  # fmt: skip
         if before and before["version"] != version:
             record["replaced"] = {k: before.get(k) for k in ("version", "role", "since")}
-        write_json_atomic(self.candidate_file, record, indent=2, sort_keys=True, default=str)
+        write_pointer(self.candidate_file, record)
         self.append_history({"action": role, "at": record["since"], **record})
         return record
 

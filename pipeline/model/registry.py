@@ -16,7 +16,10 @@ Layout under the registry root::
     .promotion.lock                        held while a gate decides and promotes
 
 A version is written into a hidden temporary folder and renamed into place, so a half-written
-version is never visible; versions are never deleted, so any can be rolled back to.
+version is never visible; versions are never deleted, so any can be rolled back to. On object
+storage (no rename) a version's files go up under its own prefix with ``manifest.json`` last, a
+version without its manifest is not listed, never pointed at and never loaded, and the champion
+pointer is one object written last in one conditional request (:mod:`pipeline.model.pointers`).
 """
 
 from __future__ import annotations
@@ -25,19 +28,27 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import io
 import json
 import os
 import pickle
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.data.storage import write_json_atomic
+from pipeline.data.storage import as_path, is_local, upload_folder, write_json_atomic
 from pipeline.model.candidate import ShadowPointer
 from pipeline.model.features import Preprocessor
+from pipeline.model.pointers import (
+    pointer_tag,
+    read_pointer,
+    valid_name,
+    write_pointer,
+)
 
 if TYPE_CHECKING:  # torch and Lightning load only where a model is saved or loaded
     from pipeline.model.module import FlywheelModule
@@ -71,36 +82,29 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     write_json_atomic(path, data, indent=2, sort_keys=True, default=str)
 
 
-def _valid_name(version: Any) -> bool:
-    """A version name is a plain folder name: a non-empty string, no slash, no leading dot."""
-    return (
-        isinstance(version, str)
-        and bool(version)
-        and "/" not in version
-        and "\\" not in version
-        and not version.startswith(".")
-    )
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class ModelRegistry(ShadowPointer):
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = as_path(root)
+        self._pointer_tag: str | None = None  # on object storage: the champion's, while deciding
         self.versions_dir = self.root / "versions"
         self.champion_file = self.root / "champion.json"
         self.log_file = self.root / "promotions.jsonl"
 
     # -- versions ---------------------------------------------------------------------------
     def path(self, version: str) -> Path:
-        if not _valid_name(version):
+        if not valid_name(version):
             raise ModelVersionError(f"model version {version!r} is not a valid version name")
         return self.versions_dir / version
 
     def versions(self) -> list[str]:
         """All complete versions, oldest first (names sort by creation time)."""
+        if not is_local(self.root):  # one listing; a version is there once its manifest is
+            return sorted(p.parent.name for p in self.versions_dir.glob("*/manifest.json")
+                          if valid_name(p.parent.name))  # fmt: skip
         if not self.versions_dir.is_dir():
             return []
         return sorted(p.name for p in self.versions_dir.iterdir()
@@ -118,10 +122,21 @@ class ModelRegistry(ShadowPointer):
         ``documents`` maps extra JSON file names (such as ``serving.json``) to their content;
         they are written and checksummed in the manifest like the core files.
         """
-        import torch
-
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         version = f"{stamp}-{secrets.token_hex(3)}"
+        if is_local(self.root):
+            self._save_as(version, module, preprocessor, training, documents)
+            return version
+        with tempfile.TemporaryDirectory(prefix="flywheel-version-") as folder:  # built locally,
+            built = ModelRegistry(folder)._save_as(version, module, preprocessor, training,
+                                                   documents)  # fmt: skip
+            upload_folder(built, self.versions_dir / version, last="manifest.json")
+        return version
+
+    def _save_as(self, version, module, preprocessor, training, documents) -> Path:
+        """Writes version ``version`` into this (local) registry, renamed into place whole."""
+        import torch
+
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.versions_dir / f".tmp-{version}"
         tmp.mkdir()
@@ -144,7 +159,7 @@ class ModelRegistry(ShadowPointer):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return version
+        return self.versions_dir / version
 
     def manifest(self, version: str) -> dict[str, Any]:
         folder = self.path(version)
@@ -189,7 +204,8 @@ class ModelRegistry(ShadowPointer):
             hparams.pop("pos_weight", None)  # saved by versions before it was dropped (unused)
             training = self.read_json(version, "training.json")
             prep = Preprocessor.from_dict(self.read_json(version, "preprocessing.json"))
-            state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+            weights = io.BytesIO((folder / "weights.pt").read_bytes())  # local or object storage
+            state = torch.load(weights, map_location="cpu", weights_only=True)
             module = FlywheelModule(**hparams)
             module.load_state_dict(state)
             listed = self.manifest(version).get("files", {})
@@ -217,24 +233,7 @@ class ModelRegistry(ShadowPointer):
             ModelVersionError: the file cannot be read, is not JSON, or names no valid version;
                 the message names the file and says which.
         """
-        where = str(self.champion_file)
-        try:
-            text = self.champion_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ModelVersionError(f"{where} cannot be read: {err}") from err
-        try:
-            record = json.loads(text)
-        except ValueError as err:  # half-written, or not JSON at all
-            raise ModelVersionError(f"{where} is not valid JSON: {err}") from err
-        if not isinstance(record, dict):
-            raise ModelVersionError(f"{where} must hold a JSON object, not {type(record).__name__}")
-        if not _valid_name(record.get("version")):
-            raise ModelVersionError(
-                f"{where} names no valid version: 'version' is {record.get('version')!r}"
-            )
-        return record
+        return read_pointer(self.champion_file, ModelVersionError)
 
     def champion(self) -> str | None:
         record = self.champion_record()
@@ -242,9 +241,14 @@ class ModelRegistry(ShadowPointer):
 
     def promote(self, version: str, reason: str, forced: bool = False, action: str = "promote",
                 **extra: Any) -> dict[str, Any]:  # fmt: skip
-        """Makes ``version`` the champion. The pointer is replaced in one atomic rename, then the
+        """Makes ``version`` the champion. The pointer is replaced in one atomic rename (one
+        conditional PUT on object storage: :class:`~pipeline.model.pointers.PointerConflict`
+        where another promotion replaced it since :meth:`promotion_lock` was entered), then the
         record (with ``extra``: figures) is appended to ``promotions.jsonl``."""
-        self.verify(version)
+        self.verify(version)  # a version without a complete manifest is never pointed at
+        tag = self._pointer_tag
+        if tag is None:  # not inside promotion_lock: conditional on the pointer seen now
+            tag = pointer_tag(self.champion_file)
         try:
             previous = self.champion()
         except ModelVersionError:  # a broken pointer is what a promotion replaces
@@ -258,14 +262,24 @@ class ModelRegistry(ShadowPointer):
             "action": action,
             **extra,
         }
-        _write_json_atomic(self.champion_file, record)
+        write_pointer(self.champion_file, record, if_match=tag)
         self.append_history(record)
         return record
 
     @contextlib.contextmanager
     def promotion_lock(self) -> Iterator[None]:
         """Held while one gate reads the champion, decides and promotes: no other process
-        promotes in between (an exclusive ``flock`` on ``.promotion.lock``, local disk)."""
+        promotes in between (an exclusive ``flock`` on ``.promotion.lock``, local disk).
+
+        Object storage has no lock: entering notes the champion pointer's tag, and the
+        promotion's write is conditional on it (see :mod:`pipeline.model.pointers`)."""
+        if not is_local(self.root):
+            self._pointer_tag = pointer_tag(self.champion_file)
+            try:
+                yield
+            finally:
+                self._pointer_tag = None
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / ".promotion.lock").open("a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)

@@ -21,12 +21,15 @@ import re
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from pipeline.data.storage import is_local
 from pipeline.model.candidate import CandidateError
+from pipeline.model.pointers import pointer_tag
 from pipeline.model.registry import LoadedModel, ModelRegistry, ModelVersionError
 from pipeline.serving.features import CompiledFeatures
 from pipeline.task import parse_task
@@ -123,7 +126,7 @@ class ChampionWatcher:
         self.last_error: dict[str, Any] | None = None
         self._failing = False  # the latest check was one of those
         self._beat: float | None = None  # time.monotonic() at the latest check's start
-        self._stat: tuple[int, int] | None = None
+        self._stat: tuple[Any, ...] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -142,13 +145,11 @@ class ChampionWatcher:
 
     def check_shadow(self) -> None:
         """Follows candidate.json: loads the version it names into ``shadow`` (or clears it)."""
-        try:
-            st = self.registry.candidate_file.stat()
-        except FileNotFoundError:
+        stat = _pointer_stat(self.registry.candidate_file)
+        if stat is None:
             self.shadow, self.shadow_pointer, self.shadow_error = None, None, None
             self._shadow_stat = None
             return
-        stat = (st.st_mtime_ns, st.st_size)
         if stat == self._shadow_stat:
             return
         self._shadow_stat = stat
@@ -180,12 +181,8 @@ class ChampionWatcher:
 
     def _check_champion(self) -> None:
         self.checked_at, self._beat = time.time(), time.monotonic()
-        try:
-            st = self.registry.champion_file.stat()
-        except FileNotFoundError:
-            return
-        stat = (st.st_mtime_ns, st.st_size)
-        if stat == self._stat:
+        stat = _pointer_stat(self.registry.champion_file)
+        if stat is None or stat == self._stat:
             return
         try:
             record = self.registry.champion_record()
@@ -296,3 +293,17 @@ class ChampionWatcher:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _pointer_stat(file: Path) -> tuple[Any, ...] | None:
+    """What changes when a pointer (champion.json, candidate.json) is replaced (None: there is
+    none): its modification time and size on local disk, its tag (S3's ETag, one HEAD request)
+    on object storage, where modification times have a resolution of one second."""
+    if not is_local(file):
+        tag = pointer_tag(file)
+        return (tag,) if tag else None
+    try:
+        st = file.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)

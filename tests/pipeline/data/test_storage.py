@@ -269,3 +269,33 @@ def test_an_empty_quarantine_file_after_a_full_one_is_empty(tmp_path):
     for day in D[:2]:
         back = pd.read_parquet(store.quarantine_path(day))
         assert len(back) == 0 and list(back.columns) == ["x", "quarantine_reason"]
+
+
+def test_a_partition_store_on_object_storage(memory_root):
+    store = PartitionStore(str(memory_root / "raw"))
+    assert not storage.is_local(store.root) and store.days() == []
+    store.write(D[1], _frame(1, 2), quarantine=_frame())
+    store.write(D[0], _frame(1))
+    store.write(D[1], _frame(1, 2, 3))  # replaced whole
+    assert store.days() == [D[0], D[1]] and store.exists(D[1]) and not store.exists(D[2])
+    assert len(store.read(D[1])) == 3
+    frame, missing = store.read_many(D[:3])
+    assert len(frame) == 4 and missing == [D[2]]
+    with pytest.raises(FileNotFoundError, match="partition 2025-03-03 has not been materialized"):
+        store.read(D[2])
+    assert sorted(p.name for p in (memory_root / "raw").iterdir()) == [
+        "2025-03-01.parquet", "2025-03-02.parquet", "2025-03-02.quarantine.parquet",
+    ]  # fmt: skip
+
+
+def test_a_failed_write_on_object_storage_leaves_the_old_object(memory_root):
+    path = memory_root / "x.json"
+    write_json_atomic(path, {"a": 1})
+
+    def half_written(tmp):
+        tmp.write_text('{"a": ')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        replace_atomically(path, half_written)
+    assert json.loads(path.read_text()) == {"a": 1}

@@ -161,3 +161,52 @@ def test_a_broken_champion_json_is_refused_naming_the_file(registry, text, probl
 def test_a_version_name_that_is_no_plain_name_is_refused(registry, version):
     with pytest.raises(ModelVersionError, match="is not a valid version name"):
         registry.path(version)
+
+
+# -- on object storage (memory://: fsspec's in-process store, no rename) ----------------------
+
+
+def test_a_registry_on_object_storage_saves_loads_and_promotes(memory_root):
+    registry = ModelRegistry(str(memory_root / "models"))
+    assert not isinstance(registry.root, Path) and registry.versions() == []
+    first, second = _save(registry, 0), _save(registry, 1)
+    assert registry.versions() == [first, second]
+    assert registry.load(first).threshold == 0.4
+    registry.promote(first, "first")
+    registry.attach(first, "evaluation.json", {"ok": True})
+    with registry.promotion_lock():
+        registry.promote(second, "second")
+    assert registry.champion() == second
+    assert [r["version"] for r in registry.history()] == [first, second]
+    assert registry.rollback()["version"] == first and registry.champion() == first
+    names = {p.name for p in registry.path(first).iterdir()}
+    assert {"manifest.json", "weights.pt", "evaluation.json"} <= names
+
+
+def test_a_version_without_its_manifest_is_not_listed_pointed_at_or_loaded(memory_root):
+    """An upload cut off before its last object (manifest.json) leaves a version nobody uses."""
+    registry = ModelRegistry(str(memory_root / "models"))
+    version = _save(registry)
+    registry.promote(version, "good")
+    half = _save(registry, 1)
+    (registry.path(half) / "manifest.json").unlink()
+    assert registry.versions() == [version]
+    with pytest.raises(ModelVersionError, match=r"manifest\.json is missing"):
+        registry.promote(half, "half")
+    with pytest.raises(ModelVersionError, match=r"manifest\.json is missing"):
+        registry.load(half)
+    assert registry.champion() == version
+
+
+def test_a_promotion_on_object_storage_loses_to_one_that_came_in_between(memory_root):
+    from pipeline.model.pointers import PointerConflict
+
+    registry = ModelRegistry(str(memory_root / "models"))
+    first, second, third = _save(registry, 0), _save(registry, 1), _save(registry, 2)
+    registry.promote(first, "first")
+    with registry.promotion_lock():  # this one read the pointer naming `first` ...
+        ModelRegistry(str(memory_root / "models")).promote(second, "meanwhile")
+        with pytest.raises(PointerConflict):  # ... and may not replace `second` unseen
+            registry.promote(third, "stale")
+    assert registry.champion() == second
+    assert [r["version"] for r in registry.history()] == [first, second]
