@@ -232,9 +232,9 @@ if point == "after_pointer":  # champion.json written, its record not yet append
             os._exit(3)
     reg.ModelRegistry.append_history = crash
 else:  # the decision taken, champion.json not yet replaced
-    def crash(path, data):
+    def crash(path, record, if_match=None):
         os._exit(3)
-    reg._write_json_atomic = crash
+    reg.write_pointer = crash
 evaluate_shadow(reg.ModelRegistry(root), FeedbackStore(url), GatePolicy(resamples=200))
 """
 
