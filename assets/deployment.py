@@ -16,8 +16,9 @@ from pydantic import Field
 
 from assets.metadata import md_text
 from pipeline.evaluation import evaluate_version
-from pipeline.gate import Decision, GatePolicy, deploy
+from pipeline.gate import Decision, GatePolicy
 from pipeline.live_promotion import ShadowOutcome, evaluate_shadow
+from pipeline.promotion import deploy
 from pipeline.shadow import ShadowPolicy
 from resources import FeedbackStoreResource, FlywheelStorage, TaskSource
 

@@ -136,8 +136,9 @@ def _deploy_at_once(home: str, slices, report, barrier, out) -> None:
     """One run's gate, in its own process, started with the other's at the barrier."""
     from pipeline.data.storage import PartitionStore
     from pipeline.evaluation import evaluate_version
-    from pipeline.gate import GatePolicy, deploy
+    from pipeline.gate import GatePolicy
     from pipeline.model.registry import ModelRegistry
+    from pipeline.promotion import deploy
 
     easy = GatePolicy(max_auc_loss=1.0, max_log_loss_gain=1.0, max_slice_drop=1.0,
                       min_holdout_rows=1)  # fmt: skip
@@ -210,7 +211,8 @@ def test_two_promotions_at_once_on_the_bucket_one_wins_the_other_compares_again(
     # The same race made certain: another promotion lands between this gate's decision and
     # its write (the evaluation is attached in between). The conditional write is refused, and
     # the gate compares the challenger with the champion that landed.
-    from pipeline.gate import GatePolicy, deploy
+    from pipeline.gate import GatePolicy
+    from pipeline.promotion import deploy
 
     class Racing(ModelRegistry):
         raced = False

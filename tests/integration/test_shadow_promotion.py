@@ -19,9 +19,10 @@ from pipeline.data.storage import PartitionStore
 from pipeline.evaluation import evaluate_version
 from pipeline.feedback.simulate import simulate
 from pipeline.feedback.store import FeedbackStore
-from pipeline.gate import GatePolicy, deploy
+from pipeline.gate import GatePolicy
 from pipeline.home import FlywheelHome
 from pipeline.model.candidate import PROBATION
+from pipeline.promotion import deploy
 from pipeline.serving.app import create_app
 from pipeline.serving.features import records_for_api
 from tests.helpers import Server, build_shadow_home, traffic_rows

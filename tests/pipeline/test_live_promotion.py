@@ -22,9 +22,10 @@ from pipeline.data.storage import PartitionStore
 from pipeline.evaluation import evaluate_version
 from pipeline.feedback.schema import predictions
 from pipeline.feedback.simulate import simulate
-from pipeline.gate import GatePolicy, deploy
+from pipeline.gate import GatePolicy
 from pipeline.live_promotion import evaluate_shadow
 from pipeline.model.candidate import CANDIDATE, PROBATION
+from pipeline.promotion import deploy
 from pipeline.shadow import ShadowPolicy
 from tests.helpers import (
     SERVE_DAY,
