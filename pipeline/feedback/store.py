@@ -119,23 +119,38 @@ class FeedbackStore:
         scores: Sequence[float],
         threshold: float,
     ) -> list[str]:
-        """Stores one row per prediction and returns their new ids."""
+        """Stores one row per prediction (one transaction) and returns their new ids."""
+        ids, rows = self.prediction_rows(model_version, records, scores, threshold)
+        self.insert_prediction_rows(rows)
+        return ids
+
+    def prediction_rows(
+        self,
+        model_version: str,
+        records: Sequence[dict[str, Any]],
+        scores: Sequence[float],
+        threshold: float,
+    ) -> tuple[list[str], list[tuple]]:
+        """New ids, and the rows :meth:`insert_prediction_rows` stores, of these predictions."""
         ids = [uuid.uuid4().hex for _ in records]
         # Straight to the driver's executemany: SQLAlchemy's per-row parameter processing cost
         # about as much as the rest of a 1,000-record request. The timestamp is converted once,
         # by the column type itself, so rows read back through SQLAlchemy as usual.
-        dialect = self.engine.dialect
-        to_db = predictions.c.created_at.type.bind_processor(dialect)
+        to_db = predictions.c.created_at.type.bind_processor(self.engine.dialect)
         created = to_db(_now()) if to_db else _now()
         rows = [
             (pid, model_version, created, json.dumps(rec, default=str, allow_nan=True),
              float(score), float(threshold), int(score >= threshold))
             for pid, rec, score in zip(ids, records, scores, strict=True)
         ]  # fmt: skip
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        return ids, rows
+
+    def insert_prediction_rows(self, rows: Sequence[tuple]) -> None:
+        """Stores rows of :meth:`prediction_rows` (of any number of requests) in one
+        transaction: all of them, or none."""
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(self._insert_predictions.replace("?", mark), rows)
-        return ids
+            conn.exec_driver_sql(self._insert_predictions.replace("?", mark), list(rows))
 
     _insert_predictions = (
         "INSERT INTO predictions (id, model_version, created_at, record, score, threshold,"

@@ -21,6 +21,7 @@ from pipeline.model.registry import ModelRegistry
 from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES, BodyError, parse_body, read_body
 from pipeline.serving.features import RecordError
 from pipeline.serving.guards import Guard
+from pipeline.serving.scorer import Scorer, ScorerClosed
 from pipeline.serving.watcher import ChampionWatcher, ServedModel
 
 MAX_BATCH = 1000
@@ -33,6 +34,8 @@ def create_app(
     poll_seconds: float = 0.5,
     max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
     allowed_hosts: Sequence[str] | None = None,
+    micro_batch: bool = True,
+    engine: str = "numpy",
 ):
     """The FastAPI app. The store's schema must already be upgraded (``flywheel serve`` does).
 
@@ -43,6 +46,12 @@ def create_app(
         poll_seconds: how often ``champion.json`` is checked.
         max_string_bytes: the longest string (in UTF-8) a body may hold anywhere; longer is 422.
         allowed_hosts: the Host names answered (see :mod:`pipeline.serving.guards`); None: any.
+        micro_batch: score and log through one :class:`~pipeline.serving.scorer.Scorer` thread
+            (concurrent requests share forward passes and commits); False: each request in a
+            worker thread of its own, with its own forward pass and commit (the old path, kept
+            for benchmarks/serving.py).
+        engine: ``numpy`` (the network exported to NumPy) or ``torch`` computes the forward
+            pass; the scores agree to 1e-6 (:mod:`pipeline.serving.forward`).
     """
     # Imported here so that importing the serving code does not load the web stack.
     from contextlib import asynccontextmanager
@@ -51,13 +60,18 @@ def create_app(
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    watcher = ChampionWatcher(registry, poll_seconds)
+    watcher = ChampionWatcher(registry, poll_seconds, engine=engine)
+    scorer = Scorer(store) if micro_batch else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store.require_schema()
         watcher.start()
+        if scorer is not None:
+            scorer.start()
         yield
+        if scorer is not None:  # uvicorn has let the requests in flight finish: drain the rest
+            await run_in_threadpool(scorer.close)
         watcher.stop()
 
     app = FastAPI(title="Flywheel", lifespan=lifespan)
@@ -90,11 +104,18 @@ def create_app(
         if model is None:
             return JSONResponse({"detail": "no champion model has been deployed yet"}, 503)
         try:
-            # A JSONResponse skips FastAPI's per-item encoder (tens of ms for 1,000 items).
-            return JSONResponse(await run_in_threadpool(_predict, model, store, records, single))
+            if scorer is None:
+                result = await run_in_threadpool(_predict, model, store, records, single)
+            else:
+                scored = await scorer.score(model, records)
+                result = _answer(model, scored.ids, scored.scores, single)
         except RecordError as err:
             loc = ["body", err.field] if single else ["body", "records", err.index, err.field]
             return error(422, loc, err.message)
+        except ScorerClosed:
+            return JSONResponse({"detail": "the server is shutting down"}, 503)
+        # A JSONResponse skips FastAPI's per-item encoder (tens of ms for 1,000 items).
+        return JSONResponse(result)
 
     @app.post("/feedback")
     async def post_feedback(request: Request):
@@ -145,6 +166,10 @@ def _predict(
 ) -> dict[str, Any]:
     scores = model.scores(records)
     ids = store.log_predictions(model.version, records, scores, model.threshold)
+    return _answer(model, ids, scores, single)
+
+
+def _answer(model: ServedModel, ids: list[str], scores: Any, single: bool) -> dict[str, Any]:
     out = [
         {"prediction_id": pid, "score": float(s), "decision": int(s >= model.threshold)}
         for pid, s in zip(ids, scores, strict=True)
