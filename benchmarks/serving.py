@@ -52,8 +52,13 @@ from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
 
 SERVE_DAY = dt.date(2025, 6, 12)
-# The serving app's configurations measured side by side: (name, `flywheel serve` arguments).
-VARIANTS = [("serving app", [])]
+# The serving app's configurations measured side by side: (key, name, `flywheel serve` args).
+VARIANTS = [
+    ("before", "per request: own thread, torch, own commit", ["--no-micro-batch", "--engine",
+                                                                "torch"]),
+    ("batched-torch", "micro-batched, torch forward", ["--engine", "torch"]),
+    ("default", "micro-batched, NumPy forward (default)", []),
+]  # fmt: skip
 
 
 def build_champion(home: Path, window_days: int, epochs: int):
@@ -157,8 +162,9 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def throughput(home: Path, singles: list[bytes], batch: bytes, quick: bool):
-    """The constant app's figures, then each of VARIANTS' (see benchmarks/_throughput.py)."""
+def throughput(home: Path, singles: list[bytes], batch: bytes, quick: bool, keys: list[str]):
+    """The constant app's figures, then those of VARIANTS named in ``keys`` (see
+    benchmarks/_throughput.py)."""
     if quick:
         plan = Plan(probe_seconds=1, confirm_seconds=2, wrk_seconds=1, batch_seconds=2,
                     bisections=1)  # fmt: skip
@@ -176,7 +182,9 @@ def throughput(home: Path, singles: list[bytes], batch: bytes, quick: bool):
 
     ceiling = measure("constant app", start_constant, stop, None, singles, batch, plan, False)
     variants: list[ServerFigures] = []
-    for name, extra in VARIANTS:
+    for key, name, extra in VARIANTS:
+        if key not in keys:
+            continue
 
         def start(extra=extra):
             port = free_port()
@@ -189,6 +197,25 @@ def throughput(home: Path, singles: list[bytes], batch: bytes, quick: bool):
     return ceiling, variants
 
 
+def side_by_side(variants: list[ServerFigures]) -> list[dict[str, str]]:
+    """One row per configuration: its three throughput figures, against the first's."""
+    base = variants[0]
+    out = []
+    for v in variants:
+        lb = v.with_batches
+        batches = f"{lb.p99:.1f} ms with batches" if lb else "no batch figure"
+        out.append({
+            "measure": v.name,
+            "A": f"{v.rate:.0f} req/s open loop; wrk "
+            + "/".join(f"{r.rps:.0f}" for r in v.closed) + f"; {batches}",
+            "B": base.name.split(":")[0],
+            "ratio": f"{v.rate / base.rate:.1f}x rate" if base.rate else "-",
+            "goal": "-",
+            "met": "-",
+        })  # fmt: skip
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small model, short load")
@@ -196,7 +223,17 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 5)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
+    parser.add_argument(
+        "--variants", default=None,
+        help="comma-separated configurations of the app to measure, of "
+        + ", ".join(key for key, _, _ in VARIANTS) + " (default: all; --quick: default)",
+    )  # fmt: skip
     args = parser.parse_args()
+    keys = args.variants or ("default" if args.quick else ",".join(k for k, _, _ in VARIANTS))
+    keys = [k.strip() for k in keys.split(",")]
+    unknown = set(keys) - {k for k, _, _ in VARIANTS}
+    if unknown:
+        parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
     seconds = args.seconds or (3.0 if args.quick else 30.0)
     rounds = args.repeats or (5 if not args.quick else 3)
     window = 3 if args.quick else 14
@@ -250,7 +287,7 @@ def main() -> int:
             prep.transform(clean_day(day_rows, SERVE_DAY, spec, history).features)
             slow.append((time.perf_counter() - start) * 1000)
 
-        ceiling, variants = throughput(home, singles, batch_body, args.quick)
+        ceiling, variants = throughput(home, singles, batch_body, args.quick, keys)
 
     p50, p99 = pct(single, 50), pct(single, 99)
     b1, bb = statistics.median(bare1), statistics.median(bareb)
@@ -275,6 +312,9 @@ def main() -> int:
          "ratio": f"{bm / bb:.1f}x", "goal": "A <= 50 ms", "met": "yes" if bm <= 50 else "no"},
     ]  # fmt: skip
     print_table(rows)
+    if len(variants) > 1:
+        print("\nThe configurations side by side (the per-request one is the app before issue 11)")
+        print_table(side_by_side(variants))
     for figures in variants:
         print(f"\n{figures.name} (A) vs a FastAPI app answering a constant (B), {len(singles)}"
               " single-record bodies; open loop: a Python asyncio generator (_load.py, 64"
