@@ -21,6 +21,7 @@ from pipeline.home import DEFAULT_HOME, FlywheelHome
 from pipeline.model.registry import ModelRegistry, ModelVersionError
 from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES
 
+SWITCH_INTERVAL_S = 0.001  # `flywheel serve`'s GIL switch interval (see cmd_serve)
 DESCRIPTION = """\
 Flywheel's own commands, for what is not Dagster's: the model versions and the champion, the
 serving app, the feedback store, and simulated traffic. Assets, jobs and backfills are Dagster's:
@@ -108,6 +109,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # machine BLAS threads made a 1,000-row product ten times slower).
     torch.set_num_threads(args.torch_threads)
     threadpool_limits(args.torch_threads, user_api="blas")
+    # The event loop, the scorer thread and the parsing of large bodies share the GIL; a thread
+    # that wants it waits up to this long for one that computes (Python's default is 5 ms,
+    # half the latency a single record may take while 1,000-record batches are scored).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     store = _feedback_store(args)
     store.upgrade()
     token = os.environ.get("FLYWHEEL_API_TOKEN") or None

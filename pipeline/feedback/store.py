@@ -137,10 +137,13 @@ class FeedbackStore:
         # about as much as the rest of a 1,000-record request. The timestamp is converted once,
         # by the column type itself, so rows read back through SQLAlchemy as usual.
         to_db = predictions.c.created_at.type.bind_processor(self.engine.dialect)
-        created = to_db(_now()) if to_db else _now()
+        created: Any = to_db(_now()) if to_db else _now()
+        if self.dialect == "sqlite" and isinstance(created, dt.datetime):
+            created = created.isoformat(" ")  # what sqlite3's adapter makes of it, once
+        encode = _RECORD_ENCODER.encode
         rows = [
-            (pid, model_version, created, json.dumps(rec, default=str, allow_nan=True),
-             float(score), float(threshold), int(score >= threshold))
+            (pid, model_version, created, encode(rec), float(score), float(threshold),
+             int(score >= threshold))
             for pid, rec, score in zip(ids, records, scores, strict=True)
         ]  # fmt: skip
         return ids, rows
@@ -303,6 +306,9 @@ def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         except UnicodeEncodeError:
             columns[name] = pd.Series(values, dtype=object)
     return pd.DataFrame(columns)
+
+
+_RECORD_ENCODER = json.JSONEncoder(default=str)  # one encoder for every logged record
 
 
 def _now() -> dt.datetime:

@@ -25,6 +25,9 @@ from pipeline.serving.scorer import Scorer, ScorerClosed
 from pipeline.serving.watcher import ChampionWatcher, ServedModel
 
 MAX_BATCH = 1000
+# A body longer than this is parsed in a worker thread, so that the event loop, which reads and
+# answers every request, is not held for the milliseconds a large batch takes to parse and check.
+LARGE_BODY_BYTES = 32_000
 
 
 def create_app(
@@ -84,6 +87,8 @@ def create_app(
     async def read_json(request: Request) -> tuple[Any, JSONResponse | None]:
         try:
             raw = await read_body(request.headers.get("content-length"), request.stream())
+            if len(raw) > LARGE_BODY_BYTES:  # ~5 ms for 1,000 records: not on the event loop
+                return await run_in_threadpool(parse_body, raw, max_string_bytes), None
             return parse_body(raw, max_string_bytes), None
         except BodyError as err:
             return None, error(err.status, err.loc, err.message)
