@@ -52,12 +52,14 @@ from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
 
 SERVE_DAY = dt.date(2025, 6, 12)
-# The serving app's configurations measured side by side: (key, name, `flywheel serve` args).
+# The serving app's configurations measured side by side, each adding one change to the one
+# before it: (key, name, `flywheel serve` arguments).
 VARIANTS = [
-    ("before", "per request: own thread, torch, own commit", ["--no-micro-batch", "--engine",
-                                                                "torch"]),
-    ("batched-torch", "micro-batched, torch forward", ["--engine", "torch"]),
-    ("default", "micro-batched, NumPy forward (default)", []),
+    ("before", "per request (the app before issue 11)", ["--no-micro-batch", "--engine", "torch",
+                                                        "--no-gc-freeze"]),
+    ("gc-freeze", "per request + gc.freeze", ["--no-micro-batch", "--engine", "torch"]),
+    ("batched-torch", "+ micro-batched rounds, torch", ["--engine", "torch"]),
+    ("default", "+ NumPy forward pass (the default)", []),
 ]  # fmt: skip
 
 
@@ -313,7 +315,7 @@ def main() -> int:
     ]  # fmt: skip
     print_table(rows)
     if len(variants) > 1:
-        print("\nThe configurations side by side (the per-request one is the app before issue 11)")
+        print("\nThe configurations side by side, each adding one change to the one above it")
         print_table(side_by_side(variants))
     for figures in variants:
         print(f"\n{figures.name} (A) vs a FastAPI app answering a constant (B), {len(singles)}"

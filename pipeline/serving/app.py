@@ -39,6 +39,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     micro_batch: bool = True,
     engine: str = "numpy",
+    freeze_gc: bool = False,
 ):
     """The FastAPI app. The store's schema must already be upgraded (``flywheel serve`` does).
 
@@ -55,8 +56,14 @@ def create_app(
             for benchmarks/serving.py).
         engine: ``numpy`` (the network exported to NumPy) or ``torch`` computes the forward
             pass; the scores agree to 1e-6 (:mod:`pipeline.serving.forward`).
+        freeze_gc: once started (the champion loaded), move every object into the garbage
+            collector's permanent generation (``gc.freeze``), so that its full collections no
+            longer walk the libraries and the model: they took 100-900 ms under load, each a
+            pause for every request in flight. For a process that only serves (``flywheel
+            serve``); a test process would keep its garbage cycles for good.
     """
     # Imported here so that importing the serving code does not load the web stack.
+    import gc
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -72,6 +79,9 @@ def create_app(
         watcher.start()
         if scorer is not None:
             scorer.start()
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         yield
         if scorer is not None:  # uvicorn has let the requests in flight finish: drain the rest
             await run_in_threadpool(scorer.close)

@@ -219,3 +219,16 @@ def test_over_http_every_answer_given_before_a_shutdown_is_stored(home, tmp_path
     finally:
         reopened.close()
     assert len(answered) >= 200 and set(answered) <= stored_ids
+
+
+def test_over_http_the_per_request_path_answers_what_the_scorer_answers(home, tmp_path):
+    _, registry, _, rows = home
+    answers = []
+    for i, settings in enumerate([{}, {"micro_batch": False, "engine": "torch"}]):
+        with served_app(registry, tmp_path / str(i), **settings) as (store, url):
+            with httpx.Client(base_url=url, timeout=30) as client:
+                one = client.post("/predict", json=rows[0]).json()
+                many = client.post("/predict", json={"records": rows[:200]}).json()
+            assert store.counts()["predictions"] == 1 + len(rows[:200])
+        answers.append([one["score"], *(p["score"] for p in many["predictions"])])
+    assert np.abs(np.array(answers[0]) - np.array(answers[1])).max() < 1e-6
