@@ -53,8 +53,15 @@ from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
 
 SERVE_DAY = dt.date(2025, 6, 12)
-# The serving app's configurations measured side by side: (name, `flywheel serve` arguments).
-VARIANTS = [("serving app", [])]
+# The serving app's configurations measured side by side, each adding one change to the one
+# before it: (key, name, `flywheel serve` arguments).
+VARIANTS = [
+    ("before", "per request (the app before issue 11)", ["--no-micro-batch", "--engine", "torch",
+                                                        "--no-gc-freeze"]),
+    ("gc-freeze", "per request + gc.freeze", ["--no-micro-batch", "--engine", "torch"]),
+    ("batched-torch", "+ micro-batched rounds, torch", ["--engine", "torch"]),
+    ("default", "+ NumPy forward pass (the default)", []),
+]  # fmt: skip
 
 
 def build_champion(home: Path, window_days: int, epochs: int):
@@ -158,8 +165,9 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-def throughput(home: Path, singles: list[bytes], batch: bytes, quick: bool):
-    """The constant app's figures, then each of VARIANTS' (see benchmarks/_throughput.py)."""
+def throughput(home: Path, singles: list[bytes], batch: bytes, quick: bool, keys: list[str]):
+    """The constant app's figures, then those of VARIANTS named in ``keys`` (see
+    benchmarks/_throughput.py)."""
     if quick:
         plan = Plan(probe_seconds=1, confirm_seconds=2, wrk_seconds=1, batch_seconds=2,
                     bisections=1)  # fmt: skip
@@ -177,7 +185,9 @@ def throughput(home: Path, singles: list[bytes], batch: bytes, quick: bool):
 
     ceiling = measure("constant app", start_constant, stop, None, singles, batch, plan, False)
     variants: list[ServerFigures] = []
-    for name, extra in VARIANTS:
+    for key, name, extra in VARIANTS:
+        if key not in keys:
+            continue
 
         def start(extra=extra):
             port = free_port()
@@ -190,6 +200,25 @@ def throughput(home: Path, singles: list[bytes], batch: bytes, quick: bool):
     return ceiling, variants
 
 
+def side_by_side(variants: list[ServerFigures]) -> list[dict[str, str]]:
+    """One row per configuration: its three throughput figures, against the first's."""
+    base = variants[0]
+    out = []
+    for v in variants:
+        lb = v.with_batches
+        batches = f"{lb.p99:.1f} ms with batches" if lb else "no batch figure"
+        out.append({
+            "measure": v.name,
+            "A": f"{v.rate:.0f} req/s open loop; wrk "
+            + "/".join(f"{r.rps:.0f}" for r in v.closed) + f"; {batches}",
+            "B": base.name.split(":")[0],
+            "ratio": f"{v.rate / base.rate:.1f}x rate" if base.rate else "-",
+            "goal": "-",
+            "met": "-",
+        })  # fmt: skip
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small model, short load")
@@ -198,7 +227,17 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 5)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--shadow", action="store_true", help="also: p50/p99 with a candidate")
+    parser.add_argument(
+        "--variants", default=None,
+        help="comma-separated configurations of the app to measure, of "
+        + ", ".join(key for key, _, _ in VARIANTS) + " (default: all; --quick: default)",
+    )  # fmt: skip
     args = parser.parse_args()
+    keys = args.variants or ("default" if args.quick else ",".join(k for k, _, _ in VARIANTS))
+    keys = [k.strip() for k in keys.split(",")]
+    unknown = set(keys) - {k for k, _, _ in VARIANTS}
+    if unknown:
+        parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
     seconds = args.seconds or (3.0 if args.quick else 30.0)
     rounds = args.repeats or (5 if not args.quick else 3)
     window = 3 if args.quick else 14
@@ -252,7 +291,7 @@ def main() -> int:
             prep.transform(clean_day(day_rows, SERVE_DAY, spec, history).features)
             slow.append((time.perf_counter() - start) * 1000)
 
-        ceiling, variants = throughput(home, singles, batch_body, args.quick)
+        ceiling, variants = throughput(home, singles, batch_body, args.quick, keys)
         shadow = args.shadow and shadow_cost(home, singles, rounds, args.rate, seconds, start_app,
                                              free_port)  # fmt: skip
 
@@ -279,6 +318,9 @@ def main() -> int:
          "ratio": f"{bm / bb:.1f}x", "goal": "A <= 50 ms", "met": "yes" if bm <= 50 else "no"},
     ]  # fmt: skip
     print_table(rows)
+    if len(variants) > 1:
+        print("\nThe configurations side by side, each adding one change to the one above it")
+        print_table(side_by_side(variants))
     for figures in variants:
         print(f"\n{figures.name} (A) vs a FastAPI app answering a constant (B), {len(singles)}"
               " single-record bodies; open loop: a Python asyncio generator (_load.py, 64"

@@ -21,6 +21,7 @@ from pipeline.home import DEFAULT_HOME, FlywheelHome
 from pipeline.model.registry import ModelRegistry, ModelVersionError
 from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES
 
+SWITCH_INTERVAL_S = 0.001  # `flywheel serve`'s GIL switch interval (see cmd_serve)
 DESCRIPTION = """\
 Flywheel's own commands, for what is not Dagster's: the model versions and the champion, the
 serving app, the feedback store, and simulated traffic. Assets, jobs and backfills are Dagster's:
@@ -107,14 +108,21 @@ def _feedback_store(args: argparse.Namespace):
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import torch
+    from threadpoolctl import threadpool_limits
 
     from pipeline.serving.app import create_app, run
     from pipeline.serving.guards import default_allowed_hosts
 
     registry = _registry(args)
     registry.champion_record()  # a broken champion.json stops here, in one line (main)
-    # Small models answer fastest on one thread; requests run in parallel on uvicorn's pool.
+    # Small models answer fastest on one thread: PyTorch's and NumPy's BLAS alike (on a busy
+    # machine BLAS threads made a 1,000-row product ten times slower).
     torch.set_num_threads(args.torch_threads)
+    threadpool_limits(args.torch_threads, user_api="blas")
+    # The event loop, the scorer thread and the parsing of large bodies share the GIL; a thread
+    # that wants it waits up to this long for one that computes (Python's default is 5 ms,
+    # half the latency a single record may take while 1,000-record batches are scored).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     store = _feedback_store(args)
     store.upgrade()
     token = os.environ.get("FLYWHEEL_API_TOKEN") or None
@@ -129,6 +137,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         poll_seconds=args.poll_seconds,
         max_string_bytes=args.max_string_bytes,
         allowed_hosts=hosts,
+        micro_batch=args.micro_batch,
+        engine=args.engine,
+        freeze_gc=args.gc_freeze,
     )
     print(f"serving {registry.root} on http://{args.host}:{args.port} ({store!r})")
     run(app, host=args.host, port=args.port)
@@ -217,7 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.add_argument(
         "--torch-threads", type=int, default=1,
-        help="PyTorch intra-op threads per request (default: 1; requests run in parallel)",
+        help="PyTorch intra-op and NumPy BLAS threads (default: 1)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--engine", choices=("numpy", "torch"), default="numpy",
+        help="what computes the network's forward pass: its NumPy export (default; same scores"
+        " to 1e-6, far less overhead per request) or PyTorch",
     )  # fmt: skip
     serve.add_argument(
         "--max-string-bytes", type=_positive_int,
@@ -232,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
         " are a 400 (default: $FLYWHEEL_ALLOWED_HOSTS, else 127.0.0.1,localhost,::1 when bound"
         " to loopback and any host otherwise)",
     )
+    serve.add_argument(
+        "--micro-batch", action=argparse.BooleanOptionalAction, default=True,
+        help="score and log concurrent requests together in one thread (default); with"
+        " --no-micro-batch each request has its own forward pass and commit",
+    )  # fmt: skip
+    serve.add_argument(
+        "--gc-freeze", action=argparse.BooleanOptionalAction, default=True,
+        help="once started, exempt every object from the garbage collector's full collections"
+        " (gc.freeze; default): they paused every request for 100-900 ms under load",
+    )  # fmt: skip
     serve.set_defaults(fn=cmd_serve)
     feedback = sub.add_parser("feedback", help="the feedback store")
     fsub = feedback.add_subparsers(dest="action", required=True, metavar="ACTION")

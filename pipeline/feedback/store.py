@@ -129,27 +129,50 @@ class FeedbackStore:
         shadow_version: str | None = None,
         shadow_scores: Sequence[float] | None = None,
     ) -> list[str]:
-        """Stores one row per prediction and returns their new ids; ``shadow_scores`` are the
-        scores of ``shadow_version``, the model scored in shadow beside the answering one."""
+        """Stores one row per prediction (one transaction) and returns their new ids;
+        ``shadow_scores`` are the scores of ``shadow_version``, the model scored in shadow beside
+        the answering one."""
+        ids, rows = self.prediction_rows(
+            model_version, records, scores, threshold, shadow_version, shadow_scores
+        )
+        self.insert_prediction_rows(rows)
+        return ids
+
+    def prediction_rows(
+        self,
+        model_version: str,
+        records: Sequence[dict[str, Any]],
+        scores: Sequence[float],
+        threshold: float,
+        shadow_version: str | None = None,
+        shadow_scores: Sequence[float] | None = None,
+    ) -> tuple[list[str], list[tuple]]:
+        """New ids, and the rows :meth:`insert_prediction_rows` stores, of these predictions."""
         ids = [uuid.uuid4().hex for _ in records]
         # Straight to the driver's executemany: SQLAlchemy's per-row parameter processing cost
         # about as much as the rest of a 1,000-record request. The timestamp is converted once,
         # by the column type itself, so rows read back through SQLAlchemy as usual.
-        dialect = self.engine.dialect
-        to_db = predictions.c.created_at.type.bind_processor(dialect)
-        created = to_db(_now()) if to_db else _now()
+        to_db = predictions.c.created_at.type.bind_processor(self.engine.dialect)
+        created: Any = to_db(_now()) if to_db else _now()
+        if self.dialect == "sqlite" and isinstance(created, dt.datetime):
+            created = created.isoformat(" ")  # what sqlite3's adapter makes of it, once
+        encode = _RECORD_ENCODER.encode
         shadow = [None] * len(ids) if shadow_scores is None else [float(s) for s in shadow_scores]
         if shadow_scores is None:
             shadow_version = None
         rows = [
-            (pid, model_version, created, json.dumps(rec, default=str, allow_nan=True),
-             float(score), float(threshold), int(score >= threshold), shadow_version, other)
+            (pid, model_version, created, encode(rec), float(score), float(threshold),
+             int(score >= threshold), shadow_version, other)
             for pid, rec, score, other in zip(ids, records, scores, shadow, strict=True)
         ]  # fmt: skip
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        return ids, rows
+
+    def insert_prediction_rows(self, rows: Sequence[tuple]) -> None:
+        """Stores rows of :meth:`prediction_rows` (of any number of requests) in one
+        transaction: all of them, or none."""
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(self._insert_predictions.replace("?", mark), rows)
-        return ids
+            conn.exec_driver_sql(self._insert_predictions.replace("?", mark), list(rows))
 
     _insert_predictions = (
         "INSERT INTO predictions (id, model_version, created_at, record, score, threshold,"
@@ -302,6 +325,9 @@ def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         except UnicodeEncodeError:
             columns[name] = pd.Series(values, dtype=object)
     return pd.DataFrame(columns)
+
+
+_RECORD_ENCODER = json.JSONEncoder(default=str)  # one encoder for every logged record
 
 
 def _now() -> dt.datetime:

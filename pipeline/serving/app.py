@@ -24,10 +24,15 @@ from pipeline.model.registry import ModelRegistry
 from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES, BodyError, parse_body, read_body
 from pipeline.serving.features import RecordError
 from pipeline.serving.guards import Guard
+from pipeline.serving.scorer import Scorer, ScorerClosed, Shadow
 from pipeline.serving.watcher import ChampionWatcher, ServedModel
 
 MAX_BATCH = 1000
 log = logging.getLogger(__name__)
+
+# A body longer than this is parsed in a worker thread, so that the event loop, which reads and
+# answers every request, is not held for the milliseconds a large batch takes to parse and check.
+LARGE_BODY_BYTES = 32_000
 
 
 def create_app(
@@ -37,6 +42,9 @@ def create_app(
     poll_seconds: float = 0.5,
     max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
     allowed_hosts: Sequence[str] | None = None,
+    micro_batch: bool = True,
+    engine: str = "numpy",
+    freeze_gc: bool = False,
 ):
     """The FastAPI app. The store's schema must already be upgraded (``flywheel serve`` does).
 
@@ -47,21 +55,41 @@ def create_app(
         poll_seconds: how often ``champion.json`` is checked.
         max_string_bytes: the longest string (in UTF-8) a body may hold anywhere; longer is 422.
         allowed_hosts: the Host names answered (see :mod:`pipeline.serving.guards`); None: any.
+        micro_batch: score and log through one :class:`~pipeline.serving.scorer.Scorer` thread
+            (concurrent requests share forward passes and commits); False: each request in a
+            worker thread of its own, with its own forward pass and commit (the old path, kept
+            for benchmarks/serving.py).
+        engine: ``numpy`` (the network exported to NumPy) or ``torch`` computes the forward
+            pass; the scores agree to 1e-6 (:mod:`pipeline.serving.forward`).
+        freeze_gc: once started (the champion loaded), move every object into the garbage
+            collector's permanent generation (``gc.freeze``), so that its full collections no
+            longer walk the libraries and the model: they took 100-900 ms under load, each a
+            pause for every request in flight. For a process that only serves (``flywheel
+            serve``); a test process would keep its garbage cycles for good.
     """
     # Imported here so that importing the serving code does not load the web stack.
+    import gc
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    watcher = ChampionWatcher(registry, poll_seconds)
+    watcher = ChampionWatcher(registry, poll_seconds, engine=engine)
+    scorer = Scorer(store) if micro_batch else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store.require_schema()
         watcher.start()
+        if scorer is not None:
+            scorer.start()
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         yield
+        if scorer is not None:  # uvicorn has let the requests in flight finish: drain the rest
+            await run_in_threadpool(scorer.close)
         watcher.stop()
 
     app = FastAPI(title="Flywheel", lifespan=lifespan)
@@ -74,6 +102,8 @@ def create_app(
     async def read_json(request: Request) -> tuple[Any, JSONResponse | None]:
         try:
             raw = await read_body(request.headers.get("content-length"), request.stream())
+            if len(raw) > LARGE_BODY_BYTES:  # ~5 ms for 1,000 records: not on the event loop
+                return await run_in_threadpool(parse_body, raw, max_string_bytes), None
             return parse_body(raw, max_string_bytes), None
         except BodyError as err:
             return None, error(err.status, err.loc, err.message)
@@ -94,13 +124,18 @@ def create_app(
         if model is None:
             return JSONResponse({"detail": "no champion model has been deployed yet"}, 503)
         try:
-            # A JSONResponse skips FastAPI's per-item encoder (tens of ms for 1,000 items).
-            return JSONResponse(
-                await run_in_threadpool(_predict, model, watcher, store, records, single)
-            )
+            if scorer is None:
+                result = await run_in_threadpool(_predict, model, watcher, store, records, single)
+            else:
+                scored = await scorer.score(model, records, _shadow_of(model, watcher))
+                result = _answer(model, scored.ids, scored.scores, single)
         except RecordError as err:
             loc = ["body", err.field] if single else ["body", "records", err.index, err.field]
             return error(422, loc, err.message)
+        except ScorerClosed:
+            return JSONResponse({"detail": "the server is shutting down"}, 503)
+        # A JSONResponse skips FastAPI's per-item encoder (tens of ms for 1,000 items).
+        return JSONResponse(result)
 
     @app.post("/feedback")
     async def post_feedback(request: Request):
@@ -146,21 +181,23 @@ def create_app(
     return app
 
 
+def _shadow_of(model: ServedModel, watcher: ChampionWatcher) -> Shadow | None:
+    """The model to score in shadow beside ``model`` (None: nothing in shadow, or the shadow is
+    the champion itself), with the watcher's count of its failures."""
+    shadow = watcher.shadow
+    if shadow is None or shadow.version == model.version:
+        return None
+    return Shadow(shadow, watcher)
+
+
 def _shadow_scores(
     model: ServedModel, watcher: ChampionWatcher, records: list[dict[str, Any]]
 ) -> tuple[str | None, Any]:
     """The shadow's version and scores of ``records``, or ``(None, None)``: nothing in shadow,
     the shadow is the champion itself, or it failed (counted in ``/health``; the request is
     answered by the champion all the same)."""
-    shadow = watcher.shadow
-    if shadow is None or shadow.version == model.version:
-        return None, None
-    try:
-        return shadow.version, shadow.scores(records)
-    except Exception as err:  # the shadow must never fail a request the champion can answer
-        watcher.shadow_failures += 1
-        log.warning("shadow %s could not score a request: %s", shadow.version, err)
-        return None, None
+    found = _shadow_of(model, watcher)
+    return (None, None) if found is None else found.scores(records)
 
 
 def _predict(
@@ -175,6 +212,10 @@ def _predict(
     ids = store.log_predictions(
         model.version, records, scores, model.threshold, shadow_version, shadow_scores
     )
+    return _answer(model, ids, scores, single)
+
+
+def _answer(model: ServedModel, ids: list[str], scores: Any, single: bool) -> dict[str, Any]:
     out = [
         {"prediction_id": pid, "score": float(s), "decision": int(s >= model.threshold)}
         for pid, s in zip(ids, scores, strict=True)

@@ -32,6 +32,7 @@ from pipeline.model.candidate import CandidateError
 from pipeline.model.pointers import pointer_tag
 from pipeline.model.registry import LoadedModel, ModelRegistry, ModelVersionError
 from pipeline.serving.features import CompiledFeatures
+from pipeline.serving.forward import NumpyNet
 from pipeline.task import parse_task
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,23 @@ _ABSOLUTE_DIRS = re.compile(r"(?<![\w.~:/])/(?:[^/\s'\"]+/)+")
 
 @dataclass
 class ServedModel:
-    """One version, ready to score: the network in eval mode and its compiled features."""
+    """One version, ready to score: the network in eval mode and its compiled features.
+
+    ``net``, where set, is the network exported to NumPy (:mod:`pipeline.serving.forward`),
+    which then scores; without it the PyTorch module does.
+    """
 
     version: str
     module: torch.nn.Module
     features: CompiledFeatures
     threshold: float
     info: dict[str, Any]
+    net: NumpyNet | None = None
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel, info: dict[str, Any]) -> ServedModel:
+    def from_loaded(
+        cls, loaded: LoadedModel, info: dict[str, Any], engine: str = "numpy"
+    ) -> ServedModel:
         if loaded.serving is None:
             raise ModelVersionError(
                 f"model version {loaded.version!r} has no serving.json (the lagged-rate tables);"
@@ -63,21 +71,30 @@ class ServedModel:
             )
         spec = parse_task(loaded.serving["task"], origin=f"model version {loaded.version}")
         features = CompiledFeatures.compile(spec, loaded.preprocessor, loaded.serving)
-        return cls(loaded.version, loaded.module, features, loaded.threshold, info)
+        net = NumpyNet.export(loaded.module.net) if engine == "numpy" else None
+        return cls(loaded.version, loaded.module, features, loaded.threshold, info, net)
 
     @torch.inference_mode()
-    def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
-        cat, num = self.features.transform(records)
+    def forward(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
+        """Scores of features ``(rows, n_cat)``, ``(rows, n_num)`` -> ``(rows,)`` float64."""
+        if self.net is not None:
+            return self.net.scores(cat, num)
         logits = self.module(torch.from_numpy(cat), torch.from_numpy(num))  # (rows,)
-        scores = torch.sigmoid(logits).numpy().astype(np.float64)
+        return torch.sigmoid(logits).numpy().astype(np.float64)
+
+    def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
+        scores = self.forward(*self.features.transform(records))
         if not np.isfinite(scores).all():  # inputs are bounded, so the model itself is broken
             bad = int(np.flatnonzero(~np.isfinite(scores))[0])
             raise ValueError(f"model version {self.version} gave no finite score for record {bad}")
         return scores
 
 
-def load_served(registry: ModelRegistry, record: dict[str, Any]) -> ServedModel:
-    """Loads the champion that ``record`` (champion.json's content) names."""
+def load_served(
+    registry: ModelRegistry, record: dict[str, Any], engine: str = "numpy"
+) -> ServedModel:
+    """Loads the champion that ``record`` (champion.json's content) names; ``engine``:
+    ``numpy`` or ``torch``, which of the two computes the forward pass."""
     version = record["version"]
     loaded = registry.load(version)
     report = registry.path(version) / "evaluation.json"
@@ -89,7 +106,7 @@ def load_served(registry: ModelRegistry, record: dict[str, Any]) -> ServedModel:
         "metrics": metrics,
         "lagged_rates_as_of": (loaded.serving or {}).get("lagged_rates_as_of"),
     }
-    return ServedModel.from_loaded(loaded, info)
+    return ServedModel.from_loaded(loaded, info, engine)
 
 
 def served_info(record: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
@@ -109,9 +126,14 @@ class ChampionWatcher:
     """
 
     def __init__(
-        self, registry: ModelRegistry, poll_seconds: float = 0.5, stale_after: float | None = None
+        self,
+        registry: ModelRegistry,
+        poll_seconds: float = 0.5,
+        stale_after: float | None = None,
+        engine: str = "numpy",
     ):
         self.registry = registry
+        self.engine = engine  # of the forward pass: numpy or torch (see load_served)
         self.poll_seconds = poll_seconds
         self.stale_after = (
             stale_after
@@ -163,7 +185,7 @@ class ChampionWatcher:
         self.shadow_pointer = record
         version = record["version"]
         try:
-            served = self._in_memory(version) or load_served(self.registry, record)
+            served = self._in_memory(version) or load_served(self.registry, record, self.engine)
         except Exception as err:  # as for the champion: reported, and serving stays as it is
             self.shadow_error = {"version": version, "error": self._public(err), "at": _now()}
             log.warning("shadow %s cannot be scored: %s", version, err)
@@ -203,7 +225,7 @@ class ChampionWatcher:
             served = (
                 replace(known, info=served_info(record, known.info))
                 if known is not None
-                else load_served(self.registry, record)
+                else load_served(self.registry, record, self.engine)
             )
         except Exception as err:  # whatever stops a version loading is reported, not fatal
             self._report(record["version"], err)

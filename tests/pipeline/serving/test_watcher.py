@@ -133,12 +133,18 @@ def test_a_first_champion_that_cannot_load_serves_nothing(built, registry):
     assert health["load_error"]["version"] == second
 
 
-def test_a_model_that_gives_no_finite_score_says_so_instead_of_answering_nan(built, registry):
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_a_model_that_gives_no_finite_score_says_so_instead_of_answering_nan(
+    built, registry, engine
+):
     spec, home, _, _, _ = built
-    watcher = ChampionWatcher(registry)
+    watcher = ChampionWatcher(registry, engine=engine)
     watcher.check()
     served = watcher.current
+    assert (served.net is not None) == (engine == "numpy")
     with torch.no_grad():
         next(served.module.parameters()).fill_(float("nan"))  # a broken model, not a bad input
+    if served.net is not None:  # the NumPy export, taken at load time
+        served.net.bias[:] = float("nan")
     with pytest.raises(ValueError, match=f"model version {served.version} gave no finite score"):
         served.scores(serve_rows(spec, home)[:3])
