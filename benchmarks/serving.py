@@ -48,7 +48,7 @@ from pipeline.home import FlywheelHome
 from pipeline.model.params import TrainParams
 from pipeline.model.registry import ModelRegistry
 from pipeline.serving.features import records_for_api
-from pipeline.serving.watcher import load_served
+from pipeline.serving.served import load_served
 from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
 

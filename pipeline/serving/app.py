@@ -25,7 +25,8 @@ from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES, BodyError, parse_bod
 from pipeline.serving.features import RecordError
 from pipeline.serving.guards import Guard
 from pipeline.serving.scorer import Scorer, ScorerClosed, Shadow
-from pipeline.serving.watcher import ChampionWatcher, ServedModel
+from pipeline.serving.served import ServedModel
+from pipeline.serving.watcher import ChampionWatcher
 
 MAX_BATCH = 1000
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.feedback.store import FeedbackStore
 from pipeline.serving.features import RecordError
-from pipeline.serving.watcher import ServedModel
+from pipeline.serving.served import ServedModel
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.data.storage import PartitionStore
 from pipeline.serving.body import MAX_BODY_BYTES
-from pipeline.serving.watcher import load_served
+from pipeline.serving.served import load_served
 from tests.helpers import SERVE_DAY, build_home, serve_rows, served_app, train_small
 
 

@@ -9,7 +9,7 @@ import torch
 
 from pipeline.model.network import FlywheelNet
 from pipeline.serving.forward import NumpyNet
-from pipeline.serving.watcher import load_served
+from pipeline.serving.served import load_served
 from tests.helpers import build_home, serve_rows
 
 

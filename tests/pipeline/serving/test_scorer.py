@@ -17,7 +17,7 @@ from pipeline.feedback.store import FeedbackStore
 from pipeline.home import FlywheelHome
 from pipeline.serving.features import RecordError
 from pipeline.serving.scorer import PredictionLogError, Scorer, ScorerClosed, Shadow
-from pipeline.serving.watcher import load_served
+from pipeline.serving.served import load_served
 from tests.helpers import build_home, serve_rows, served_app
 
 POISON = "poison-carrier"

@@ -14,7 +14,8 @@ import torch
 
 from pipeline.data.storage import PartitionStore
 from pipeline.model.registry import ModelRegistry
-from pipeline.serving.watcher import ChampionWatcher, ServedModel
+from pipeline.serving.served import ServedModel
+from pipeline.serving.watcher import ChampionWatcher
 from tests.helpers import SERVE_DAY, build_home, serve_rows, train_small
 
 pytestmark = pytest.mark.slow  # the module's home trains two small models
