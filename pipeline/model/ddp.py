@@ -3,23 +3,22 @@
 The ``trained_model`` asset writes a :class:`TrainRequest` (JSON) and starts, through Dagster
 Pipes::
 
-    python -m torch.distributed.run --standalone --nproc_per_node N -m pipeline.model.ddp REQUEST
+    python -m torch.distributed.run --standalone --nproc_per_node N -m assets.training_worker REQ
 
 Every process reads the same request, chooses the same rows, fits the same preprocessing and
 trains the same network (all ensemble members together, as in one process) under DDP: each step
 the processes share one global batch of ``batch_size`` rows (see
 :class:`pipeline.model.module.TensorBatches`) and average their gradients. Rank 0 alone saves the
 version, in the same format as in-process training, and reports it to Dagster with
-``dagster_pipes`` (logs per epoch, then the materialization's metadata); outside Dagster it writes
-the same metadata to ``result_file``.
+``dagster_pipes`` (logs per epoch, then the materialization's metadata), from the process entry
+:mod:`assets.training_worker` (Pipes is Dagster's side of the job); outside Dagster it writes the
+same metadata to ``result_file``.
 
-Importing this module imports neither torch nor Dagster; ``dagster_pipes`` is imported in
-:func:`main` only.
+Importing this module imports neither torch nor Dagster.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -95,7 +94,7 @@ def torchrun_command(
     else:
         cmd += [f"--nnodes={params.num_nodes}", "--rdzv_backend=c10d",
                 f"--rdzv_endpoint={rendezvous}"]  # fmt: skip
-    return [*cmd, "-m", "pipeline.model.ddp", str(request)]
+    return [*cmd, "-m", "assets.training_worker", str(request)]
 
 
 def version_metadata(result: TrainedVersion) -> dict[str, dict[str, Any]]:
@@ -148,39 +147,18 @@ def run_request(request: TrainRequest, on_epoch=None) -> TrainedVersion | None:
     return save_challenger(fitted, spec, home.registry(), home.partitions("raw_data"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """One process of the torchrun job (every rank runs this)."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.model.ddp")
-    parser.add_argument("request", type=Path, help="the TrainRequest JSON file")
-    request = TrainRequest.read(parser.parse_args(argv).request)
-    # Lightning reads the rank torchrun gave this process (RANK) when it is imported.
-    from pytorch_lightning.utilities import rank_zero_only
-
-    if rank_zero_only.rank != 0:
-        run_request(request)
-        return 0
-    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
-
-    if not PipesEnvVarParamsLoader().is_dagster_pipes_process():
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-        _finish(request, run_request(request, _epoch_logger(log)), log)
-        return 0
-    with open_dagster_pipes() as pipes:
-        metadata = _finish(request, run_request(request, _epoch_logger(pipes.log)), pipes.log)
-        pipes.report_asset_materialization(metadata=metadata)
-    return 0
-
-
-def _epoch_logger(logger: logging.Logger):
+def epoch_logger(logger: logging.Logger):
     def on_epoch(row: dict[str, float]) -> None:
         logger.info(f"epoch {row['epoch']}: val_loss {row['val_loss']:.4f}")
 
     return on_epoch
 
 
-def _finish(
+def finish(
     request: TrainRequest, result: TrainedVersion | None, logger: logging.Logger
 ) -> dict[str, dict[str, Any]]:
+    """Rank 0's last step: logs the saved version and returns its metadata (written to
+    ``result_file`` too, when the request names one)."""
     if result is None:
         raise RuntimeError("rank 0 trained but saved no version")
     import torch.distributed as dist
@@ -191,7 +169,3 @@ def _finish(
     if request.result_file:
         Path(request.result_file).write_text(json.dumps(metadata, indent=1))
     return metadata
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -33,7 +33,7 @@ def test_torchrun_command_on_one_node_and_on_several():
     params = TrainParams(devices=2)
     cmd = torchrun_command(params, Path("/r.json"), python="py")
     assert cmd == ["py", "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-                   "-m", "pipeline.model.ddp", "/r.json"]  # fmt: skip
+                   "-m", "assets.training_worker", "/r.json"]  # fmt: skip
     nodes = TrainParams(devices=4, num_nodes=2)
     with pytest.raises(TrainingError, match="rendezvous"):
         torchrun_command(nodes, Path("/r.json"))
