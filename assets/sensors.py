@@ -33,7 +33,7 @@ from dagster import (
 
 from assets.partitions import range_tags
 from pipeline.feedback.queries import records_with_feedback_between
-from pipeline.feedback.store import FeedbackSummary
+from pipeline.feedback.records import FeedbackSummary
 from pipeline.live import record_days
 from resources import FeedbackStoreResource, TaskSource
 

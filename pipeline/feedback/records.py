@@ -1,9 +1,12 @@
 """One piece of feedback as it arrives (from the API or a file): what it must be, and the errors
-that say which field is wrong; and a file of feedback, read row by row."""
+that say which field is wrong; a file of feedback, read row by row; and what the store answers
+(:class:`StoredFeedback`, :class:`FeedbackSummary`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,24 @@ import pandas as pd
 
 MAX_SOURCE_LENGTH = 100
 FILE_COLUMNS = ("prediction_id", "label")  # and optionally source
+
+
+@dataclass(frozen=True)
+class StoredFeedback:
+    id: int
+    prediction_id: str
+    label: int
+    source: str
+    created: bool  # False: the same feedback was already stored
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    """What arrived after a cursor: how many rows, the newest id, the oldest row's time."""
+
+    count: int
+    newest_id: int | None
+    oldest_at: dt.datetime | None
 
 
 class FeedbackError(ValueError):

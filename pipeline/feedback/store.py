@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -26,7 +25,9 @@ import sqlalchemy as sa
 from pipeline.feedback.records import (
     ConflictingFeedback,
     FeedbackError,
+    FeedbackSummary,
     SchemaError,
+    StoredFeedback,
     UnknownPrediction,
     validate_feedback,
 )
@@ -39,24 +40,6 @@ from pipeline.feedback.schema import (
     predictions,
     schema_info,
 )
-
-
-@dataclass(frozen=True)
-class StoredFeedback:
-    id: int
-    prediction_id: str
-    label: int
-    source: str
-    created: bool  # False: the same feedback was already stored
-
-
-@dataclass(frozen=True)
-class FeedbackSummary:
-    """What arrived after a cursor: how many rows, the newest id, the oldest row's time."""
-
-    count: int
-    newest_id: int | None
-    oldest_at: dt.datetime | None
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

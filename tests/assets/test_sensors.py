@@ -17,8 +17,9 @@ from assets.sensors import (
     decide_feedback_run,
     settle_pending,
 )
+from pipeline.feedback.records import FeedbackSummary
 from pipeline.feedback.schema import feedback
-from pipeline.feedback.store import FeedbackStore, FeedbackSummary
+from pipeline.feedback.store import FeedbackStore
 from pipeline.home import FlywheelHome
 from resources import FeedbackStoreResource
 
