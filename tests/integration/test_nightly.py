@@ -54,10 +54,14 @@ def test_missed_nights_are_caught_up_once(stack: DagsterStack, nightly_run: dict
         time.sleep(first_missed + 2 * 60 + 5 - time.time())  # three ticks pass with no daemon
         back = time.time()
         stack.start_daemon()
-        wait_until(
-            lambda: [t for t in schedule_ticks(stack) if t["timestamp"] >= first_missed],
+        wait_until(  # until that tick is done: it is STARTED while it launches its run
+            lambda: [
+                t
+                for t in schedule_ticks(stack)
+                if t["timestamp"] >= first_missed and t["status"] != "STARTED"
+            ],
             120,
-            "the daemon's first tick after its restart",
+            "the daemon's first tick after its restart, done",
             2.0,
             stack.logs,
         )
