@@ -147,17 +147,21 @@ print(json.dumps({"phases": phases, "rows": rows}))
 """
 
 
-def fresh_env(root: Path, first: dt.date) -> dict[str, str]:
-    """A fresh instance and Flywheel home under ``root``; partitions start at ``first``."""
+def fresh_env(
+    root: Path, first: dt.date, instance_yaml: str = "telemetry:\n  enabled: false\n"
+) -> dict[str, str]:
+    """A fresh instance (its ``dagster.yaml``: ``instance_yaml``) and Flywheel home under
+    ``root``; partitions start at ``first``."""
     dagster_home, flywheel_home = root / "dagster_home", root / "flywheel"
     dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (dagster_home / "dagster.yaml").write_text(instance_yaml)
     return {
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),
         "FLYWHEEL_HOME": str(flywheel_home),
         "FLYWHEEL_START_DATE": first.isoformat(),
         "FLYWHEEL_RETRAIN_DEFAULT_STATUS": "stopped",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
     }
 
 

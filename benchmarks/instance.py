@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import secrets
-import subprocess
 import sys
 import tempfile
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -47,10 +44,9 @@ from benchmarks._common import (
     spread,
     write_results,
 )
+from benchmarks.backfill import BIN, PROJECT_DIR, fresh_env, timed
 from tests.postgres import PASSWORD, ROLE, ensure_server
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 BACKFILL = "raw_data,cleaned_features"
 RETRAIN = "trained_model,evaluation_report,deployed_model"
 
@@ -82,29 +78,6 @@ class Databases:
             for name in self.names:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         self.engine.dispose()
-
-
-def fresh_env(root: Path, first: dt.date, instance_yaml: str) -> dict[str, str]:
-    dagster_home, flywheel_home = root / "dagster_home", root / "flywheel"
-    dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text(instance_yaml)
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
-        "FLYWHEEL_HOME": str(flywheel_home),
-        "FLYWHEEL_START_DATE": first.isoformat(),
-        "FLYWHEEL_RETRAIN_DEFAULT_STATUS": "stopped",
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-    }
-
-
-def timed(command: list[str], env: dict[str, str], what: str) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return seconds
 
 
 def backfill_and_retrain(
