@@ -277,3 +277,17 @@ def flights_home(home: Path, end: dt.date, days: int) -> tuple[TaskSpec, Path]:
     for day in wanted:
         build_features_day(spec, raw, feats, day)
     return spec, home
+
+
+def save_tiny_version(registry: ModelRegistry, seed: int = 0) -> str:
+    """A saved version of a tiny untrained network (one categorical, one numeric input): enough
+    for the registry's and the pointers' tests, which never score it."""
+    import torch
+
+    from pipeline.model.features import Preprocessor
+    from pipeline.model.module import FlywheelModule
+
+    torch.manual_seed(seed)
+    module = FlywheelModule(cardinalities=[3], n_numeric=2, hidden_sizes=[4])
+    prep = Preprocessor(["c"], ["x"], {"c": ["a", "b"]}, {"x": 0.0}, {"x": 1.0})
+    return registry.save_version(module, prep, {"threshold": 0.4, "prior": 0.2})

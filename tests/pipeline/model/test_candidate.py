@@ -6,19 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from pipeline.model.candidate import CANDIDATE, PROBATION, CandidateError
-from pipeline.model.features import Preprocessor
-from pipeline.model.module import FlywheelModule
 from pipeline.model.registry import ModelRegistry, ModelVersionError
-
-
-def _save(registry: ModelRegistry, seed: int = 0) -> str:
-    torch.manual_seed(seed)
-    module = FlywheelModule(cardinalities=[3], n_numeric=2, hidden_sizes=[4])
-    prep = Preprocessor(["c"], ["x"], {"c": ["a", "b"]}, {"x": 0.0}, {"x": 1.0})
-    return registry.save_version(module, prep, {"threshold": 0.4, "prior": 0.2})
+from tests.helpers import save_tiny_version
 
 
 @pytest.fixture
@@ -27,7 +18,7 @@ def registry(tmp_path: Path) -> ModelRegistry:
 
 
 def test_a_newer_candidate_replaces_the_first_and_the_log_says_so(registry):
-    champion, first, second = _save(registry, 0), _save(registry, 1), _save(registry, 2)
+    champion, first, second = (save_tiny_version(registry, k) for k in range(3))
     registry.promote(champion, reason="first")
     assert registry.shadow_record() is None and registry.candidate() is None
     registry.set_candidate(first, champion, "passed the offline gate")
@@ -44,7 +35,7 @@ def test_a_newer_candidate_replaces_the_first_and_the_log_says_so(registry):
 
 
 def test_a_version_that_does_not_verify_never_becomes_the_candidate(registry):
-    champion = _save(registry)
+    champion = save_tiny_version(registry)
     registry.promote(champion, reason="first")
     with pytest.raises(ModelVersionError):
         registry.set_candidate("20990101T000000000000Z-abcdef", champion, "x")
@@ -52,7 +43,7 @@ def test_a_version_that_does_not_verify_never_becomes_the_candidate(registry):
 
 
 def test_probation_ends_with_a_manual_rollback(registry):
-    old, new = _save(registry, 0), _save(registry, 1)
+    old, new = save_tiny_version(registry, 0), save_tiny_version(registry, 1)
     registry.promote(old, reason="first")
     registry.promote(new, reason="second")
     registry.start_probation(new, old, labels=200)
@@ -66,7 +57,7 @@ def test_probation_ends_with_a_manual_rollback(registry):
 
 
 def test_a_manual_rollback_leaves_a_candidate_alone(registry):
-    old, new, cand = _save(registry, 0), _save(registry, 1), _save(registry, 2)
+    old, new, cand = (save_tiny_version(registry, k) for k in range(3))
     registry.promote(old, reason="first")
     registry.promote(new, reason="second")
     registry.set_candidate(cand, new, "passed")
@@ -75,7 +66,7 @@ def test_a_manual_rollback_leaves_a_candidate_alone(registry):
 
 
 def test_end_shadow_removes_the_pointer_and_records_the_figures(registry):
-    champion, cand = _save(registry, 0), _save(registry, 1)
+    champion, cand = save_tiny_version(registry, 0), save_tiny_version(registry, 1)
     registry.promote(champion, reason="first")
     registry.set_candidate(cand, champion, "passed")
     done = registry.end_shadow("shadow_reject", "worse", labels=300)

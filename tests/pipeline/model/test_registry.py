@@ -9,16 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.model.features import Preprocessor
-from pipeline.model.module import FlywheelModule
 from pipeline.model.registry import ModelRegistry, ModelVersionError
-
-
-def _save(registry: ModelRegistry, seed: int = 0) -> str:
-    torch.manual_seed(seed)
-    module = FlywheelModule(cardinalities=[3], n_numeric=2, hidden_sizes=[4])
-    prep = Preprocessor(["c"], ["x"], {"c": ["a", "b"]}, {"x": 0.0}, {"x": 1.0})
-    return registry.save_version(module, prep, {"threshold": 0.4, "prior": 0.2})
+from tests.helpers import save_tiny_version
 
 
 @pytest.fixture
@@ -27,7 +19,7 @@ def registry(tmp_path: Path) -> ModelRegistry:
 
 
 def test_save_and_load_round_trip(registry: ModelRegistry):
-    version = _save(registry)
+    version = save_tiny_version(registry)
     loaded = registry.load(version)
     assert loaded.version == version and loaded.threshold == 0.4
     assert loaded.preprocessor.vocabularies == {"c": ["a", "b"]}
@@ -40,14 +32,14 @@ def test_save_and_load_round_trip(registry: ModelRegistry):
 
 
 def test_versions_are_listed_oldest_first_and_never_half_written(registry: ModelRegistry):
-    first, second = _save(registry, 0), _save(registry, 1)
+    first, second = save_tiny_version(registry, 0), save_tiny_version(registry, 1)
     (registry.versions_dir / ".tmp-half-written").mkdir()
     assert registry.versions() == [first, second]
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])
 def test_damaged_version_is_refused_by_name(registry: ModelRegistry, damage: str):
-    version = _save(registry)
+    version = save_tiny_version(registry)
     weights = registry.path(version) / "weights.pt"
     if damage == "corrupt":
         weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
@@ -65,7 +57,7 @@ def test_unknown_version_is_refused(registry: ModelRegistry):
 
 
 def test_promote_and_rollback(registry: ModelRegistry):
-    a, b, c = _save(registry, 0), _save(registry, 1), _save(registry, 2)
+    a, b, c = (save_tiny_version(registry, k) for k in range(3))
     registry.promote(a, "first")
     registry.promote(b, "better")
     assert registry.champion() == b
@@ -79,7 +71,7 @@ def test_promote_and_rollback(registry: ModelRegistry):
 
 
 def test_a_rollback_waits_for_a_gate_that_holds_the_promotion_lock(registry: ModelRegistry):
-    a, b = _save(registry, 0), _save(registry, 1)
+    a, b = save_tiny_version(registry, 0), save_tiny_version(registry, 1)
     registry.promote(a, "first")
     registry.promote(b, "better")
     # Another process holds the lock (as a gate deciding would) until told to let go.
@@ -108,13 +100,13 @@ def test_a_rollback_waits_for_a_gate_that_holds_the_promotion_lock(registry: Mod
 
 
 def test_rollback_without_history_fails(registry: ModelRegistry):
-    registry.promote(_save(registry), "only one")
+    registry.promote(save_tiny_version(registry), "only one")
     with pytest.raises(ModelVersionError, match="no earlier champion"):
         registry.rollback()
 
 
 def test_crash_before_pointer_swap_leaves_old_champion(registry, monkeypatch):
-    old, new = _save(registry, 0), _save(registry, 1)
+    old, new = save_tiny_version(registry, 0), save_tiny_version(registry, 1)
     registry.promote(old, "first")
 
     def crash(src, dst):
@@ -135,7 +127,7 @@ def test_crash_while_writing_version_leaves_nothing(registry, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
-        _save(registry)
+        save_tiny_version(registry)
     assert registry.versions() == []
     assert not any(registry.versions_dir.iterdir())
 
@@ -169,7 +161,7 @@ def test_a_version_name_that_is_no_plain_name_is_refused(registry, version):
 def test_a_registry_on_object_storage_saves_loads_and_promotes(memory_root):
     registry = ModelRegistry(str(memory_root / "models"))
     assert not isinstance(registry.root, Path) and registry.versions() == []
-    first, second = _save(registry, 0), _save(registry, 1)
+    first, second = save_tiny_version(registry, 0), save_tiny_version(registry, 1)
     assert registry.versions() == [first, second]
     assert registry.load(first).threshold == 0.4
     registry.promote(first, "first")
@@ -186,9 +178,9 @@ def test_a_registry_on_object_storage_saves_loads_and_promotes(memory_root):
 def test_a_version_without_its_manifest_is_not_listed_pointed_at_or_loaded(memory_root):
     """An upload cut off before its last object (manifest.json) leaves a version nobody uses."""
     registry = ModelRegistry(str(memory_root / "models"))
-    version = _save(registry)
+    version = save_tiny_version(registry)
     registry.promote(version, "good")
-    half = _save(registry, 1)
+    half = save_tiny_version(registry, 1)
     (registry.path(half) / "manifest.json").unlink()
     assert registry.versions() == [version]
     with pytest.raises(ModelVersionError, match=r"manifest\.json is missing"):
@@ -202,7 +194,7 @@ def test_a_promotion_on_object_storage_loses_to_one_that_came_in_between(memory_
     from pipeline.model.pointers import PointerConflict
 
     registry = ModelRegistry(str(memory_root / "models"))
-    first, second, third = _save(registry, 0), _save(registry, 1), _save(registry, 2)
+    first, second, third = (save_tiny_version(registry, k) for k in range(3))
     registry.promote(first, "first")
     with registry.promotion_lock():  # this one read the pointer naming `first` ...
         ModelRegistry(str(memory_root / "models")).promote(second, "meanwhile")
