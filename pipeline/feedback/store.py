@@ -66,28 +66,29 @@ class FeedbackStore:
     # -- schema -----------------------------------------------------------------------------
     def schema_version(self) -> int | None:
         """The schema's version, or None for a database without Flywheel's tables."""
-        if not sa.inspect(self.engine).has_table(schema_info.name):
-            return None
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
+            return _schema_version(conn)
 
     def upgrade(self) -> int:
-        """Creates the tables, or upgrades them to ``SCHEMA_VERSION``; safe to call again."""
-        current = self.schema_version()
-        if current is not None and current > SCHEMA_VERSION:
-            raise SchemaError(
-                f"{self!r} has schema version {current}; this Flywheel knows {SCHEMA_VERSION}"
-            )
-        if current == SCHEMA_VERSION:
-            return current
-        if current is None:  # a new database: the whole schema at once
-            metadata.create_all(self.engine, checkfirst=True)
-            steps = []
-        else:  # an existing one: the steps after its version, in order, in one transaction
-            steps = [sql for v in range(current + 1, SCHEMA_VERSION + 1) for sql in UPGRADES[v]]
+        """Creates the tables, or upgrades them to ``SCHEMA_VERSION``; safe to call again, and
+        from several processes at once (serving replicas starting together): on PostgreSQL the
+        whole upgrade holds an advisory lock, so they upgrade one after the other."""
         with self.engine.begin() as conn:
-            for sql in steps:
-                conn.exec_driver_sql(sql)
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
+            current = _schema_version(conn)
+            if current is not None and current > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{self!r} has schema version {current}; this Flywheel knows {SCHEMA_VERSION}"
+                )
+            if current == SCHEMA_VERSION:
+                return current
+            if current is None:  # a new database: the whole schema at once
+                metadata.create_all(conn, checkfirst=True)
+            else:  # an existing one: the steps after its version, in order
+                for v in range(current + 1, SCHEMA_VERSION + 1):
+                    for sql in UPGRADES[v]:
+                        conn.exec_driver_sql(sql)
             conn.execute(schema_info.insert().values(version=SCHEMA_VERSION, upgraded_at=_now()))
         return SCHEMA_VERSION
 
@@ -308,6 +309,15 @@ def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         except UnicodeEncodeError:
             columns[name] = pd.Series(values, dtype=object)
     return pd.DataFrame(columns)
+
+
+_UPGRADE_LOCK = 0x466C7977  # the advisory lock's key on PostgreSQL ("Flyw")
+
+
+def _schema_version(conn: sa.Connection) -> int | None:
+    if not sa.inspect(conn).has_table(schema_info.name):
+        return None
+    return conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
 
 
 _RECORD_ENCODER = json.JSONEncoder(default=str)  # one encoder for every logged record

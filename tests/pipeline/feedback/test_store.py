@@ -165,3 +165,27 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(store):
     ) == [0.9, 0.4, 1.0]  # fmt: skip
     assert shadowed_feedback_between(store, 0, store.newest_feedback_id()) == 2
     assert shadowed_feedback_between(store, 3, store.newest_feedback_id()) == 0
+
+
+def test_replicas_starting_together_on_a_new_postgresql_database_upgrade_it_once(postgres_db):
+    stores = [FeedbackStore(postgres_db.url) for _ in range(4)]  # four serving processes' worth
+    barrier, results = threading.Barrier(len(stores)), []
+
+    def start(store: FeedbackStore) -> None:
+        barrier.wait()
+        try:
+            results.append(store.upgrade())
+        except Exception as err:  # without the lock: a duplicate CREATE TABLE
+            results.append(err)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [SCHEMA_VERSION] * len(stores), results
+    with stores[0].engine.connect() as conn:
+        (rows,) = conn.exec_driver_sql("SELECT count(*) FROM flywheel_schema").one()
+    assert rows == 1  # one upgrade recorded, by whichever came first
+    for s in stores:
+        s.close()
