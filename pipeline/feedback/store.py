@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,6 +36,7 @@ from pipeline.feedback.schema import (
     feedback,
     make_engine,
     metadata,
+    new_prediction_ids,
     predictions,
     schema_info,
 )
@@ -132,7 +132,7 @@ class FeedbackStore:
         shadow_scores: Sequence[float] | None = None,
     ) -> tuple[list[str], list[tuple]]:
         """New ids, and the rows :meth:`insert_prediction_rows` stores, of these predictions."""
-        ids = [uuid.uuid4().hex for _ in records]
+        ids = new_prediction_ids(len(records))
         # Straight to the driver's executemany: SQLAlchemy's per-row parameter processing cost
         # about as much as the rest of a 1,000-record request. The timestamp is converted once,
         # by the column type itself, so rows read back through SQLAlchemy as usual.
