@@ -59,8 +59,10 @@ VARIANTS = [
     ("before", "per request (the app before issue 11)", ["--no-micro-batch", "--engine", "torch",
                                                         "--no-gc-freeze"]),
     ("gc-freeze", "per request + gc.freeze", ["--no-micro-batch", "--engine", "torch"]),
-    ("batched-torch", "+ micro-batched rounds, torch", ["--engine", "torch"]),
-    ("default", "+ NumPy forward pass (the default)", []),
+    ("batched-torch", "+ micro-batched rounds, torch", ["--engine", "torch",
+                                                        "--batch-processes", "0"]),
+    ("numpy", "+ NumPy forward pass", ["--batch-processes", "0"]),
+    ("default", "+ a batch process for large bodies (the default)", []),
 ]  # fmt: skip
 
 

@@ -24,15 +24,18 @@ from pipeline.model.registry import ModelRegistry
 from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES, BodyError, parse_body, read_body
 from pipeline.serving.features import RecordError
 from pipeline.serving.guards import Guard
+from pipeline.serving.offload import BatchProcesses, in_memory
+from pipeline.serving.requests import MAX_BATCH, answer, records_of
 from pipeline.serving.scorer import Scorer, ScorerClosed, Shadow
 from pipeline.serving.served import ServedModel
 from pipeline.serving.watcher import ChampionWatcher
 
-MAX_BATCH = 1000
+__all__ = ["MAX_BATCH", "create_app", "run"]
 log = logging.getLogger(__name__)
 
 # A body longer than this is parsed in a worker thread, so that the event loop, which reads and
-# answers every request, is not held for the milliseconds a large batch takes to parse and check.
+# answers every request, is not held for the milliseconds a large batch takes to parse and check;
+# with batch processes, a /predict body this long is answered by one of them.
 LARGE_BODY_BYTES = 32_000
 
 
@@ -46,6 +49,7 @@ def create_app(
     micro_batch: bool = True,
     engine: str = "numpy",
     freeze_gc: bool = False,
+    batch_processes: int = 0,
 ):
     """The FastAPI app. The store's schema must already be upgraded (``flywheel serve`` does).
 
@@ -67,17 +71,27 @@ def create_app(
             longer walk the libraries and the model: they took 100-900 ms under load, each a
             pause for every request in flight. For a process that only serves (``flywheel
             serve``); a test process would keep its garbage cycles for good.
+        batch_processes: worker processes that answer ``/predict`` bodies over
+            LARGE_BODY_BYTES (:mod:`pipeline.serving.offload`), so that single records do not
+            wait behind batches; 0: every request in this process.
     """
     # Imported here so that importing the serving code does not load the web stack.
     import gc
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
 
     watcher = ChampionWatcher(registry, poll_seconds, engine=engine)
     scorer = Scorer(store) if micro_batch else None
+    offload = None
+    if batch_processes > 0 and in_memory(store.url):
+        log.warning("batch processes are off: another process cannot reach an in-memory store")
+    elif batch_processes > 0:
+        offload = BatchProcesses(
+            registry.root, store.url, engine, max_string_bytes, processes=batch_processes
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -89,20 +103,26 @@ def create_app(
             gc.collect()
             gc.freeze()
         yield
+        if offload is not None:
+            await run_in_threadpool(offload.close)
         if scorer is not None:  # uvicorn has let the requests in flight finish: drain the rest
             await run_in_threadpool(scorer.close)
         watcher.stop()
 
     app = FastAPI(title="Flywheel", lifespan=lifespan)
     app.state.watcher = watcher
+    app.state.batch_processes = offload
     app.add_middleware(Guard, api_token=api_token, allowed_hosts=allowed_hosts)
 
     def error(status: int, loc: list[Any], msg: str) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": loc, "msg": msg}]}, status_code=status)
 
-    async def read_json(request: Request) -> tuple[Any, JSONResponse | None]:
+    async def read_json(
+        request: Request, raw: bytes | None = None
+    ) -> tuple[Any, JSONResponse | None]:
         try:
-            raw = await read_body(request.headers.get("content-length"), request.stream())
+            if raw is None:
+                raw = await read_body(request.headers.get("content-length"), request.stream())
             if len(raw) > LARGE_BODY_BYTES:  # ~5 ms for 1,000 records: not on the event loop
                 return await run_in_threadpool(parse_body, raw, max_string_bytes), None
             return parse_body(raw, max_string_bytes), None
@@ -112,15 +132,27 @@ def create_app(
     @app.post("/predict")
     async def predict(request: Request):
         """Scores one record, or ``{"records": [...]}`` of up to 1,000, and logs each."""
-        body, failed = await read_json(request)
+        raw = None
+        if offload is not None:
+            try:
+                raw = await read_body(request.headers.get("content-length"), request.stream())
+            except BodyError as err:
+                return error(err.status, err.loc, err.message)
+            model = watcher.current
+            if len(raw) > LARGE_BODY_BYTES and model is not None:
+                shadow = _shadow_of(model, watcher)
+                out = await offload.predict(raw, model.version, shadow and shadow.model.version)
+                if out.shadow_failed:
+                    watcher.shadow_failures += 1
+                if out.status is not None:
+                    return Response(out.body, out.status, media_type="application/json")
+        body, failed = await read_json(request, raw)
         if failed is not None:
             return failed
-        single = not (isinstance(body, dict) and "records" in body)
-        records = [body] if single else body["records"]
-        if not isinstance(records, list) or not records:
-            return error(422, ["body", "records"], "must be a non-empty list of records")
-        if len(records) > MAX_BATCH:
-            return error(422, ["body", "records"], f"at most {MAX_BATCH} records per request")
+        try:
+            records, single = records_of(body)
+        except BodyError as err:
+            return error(err.status, err.loc, err.message)
         model = watcher.current
         if model is None:
             return JSONResponse({"detail": "no champion model has been deployed yet"}, 503)
@@ -129,7 +161,7 @@ def create_app(
                 result = await run_in_threadpool(_predict, model, watcher, store, records, single)
             else:
                 scored = await scorer.score(model, records, _shadow_of(model, watcher))
-                result = _answer(model, scored.ids, scored.scores, single)
+                result = answer(model, scored.ids, scored.scores, single)
         except RecordError as err:
             loc = ["body", err.field] if single else ["body", "records", err.index, err.field]
             return error(422, loc, err.message)
@@ -169,6 +201,8 @@ def create_app(
     async def health():
         """Which version serves, which one the registry names, and any load error."""
         out = watcher.health()
+        if offload is not None:
+            out["batch_processes"] = offload.health()
         return JSONResponse(out, status_code=503 if out["status"] == "no_model" else 200)
 
     @app.get("/model")
@@ -213,20 +247,7 @@ def _predict(
     ids = store.log_predictions(
         model.version, records, scores, model.threshold, shadow_version, shadow_scores
     )
-    return _answer(model, ids, scores, single)
-
-
-def _answer(model: ServedModel, ids: list[str], scores: Any, single: bool) -> dict[str, Any]:
-    out = [
-        {"prediction_id": pid, "score": float(s), "decision": int(s >= model.threshold)}
-        for pid, s in zip(ids, scores, strict=True)
-    ]
-    result: dict[str, Any] = {"model_version": model.version, "threshold": model.threshold}
-    if single:
-        result.update(out[0])
-    else:
-        result["predictions"] = out
-    return result
+    return answer(model, ids, scores, single)
 
 
 def run(app: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
