@@ -29,3 +29,14 @@ def test_quick_run_prints_its_table(script: str, tmp_path: Path) -> None:
     assert header.split() == TABLE_HEADER
     assert lines[-1].split()[-1] in {"yes", "no"}
     assert len(list(results.glob("*.json"))) == 1
+
+
+def test_wrk_latencies_are_read_in_every_unit_wrk_prints(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from _load import _ms
+
+    assert [_ms(t) for t in ("850.00us", "1.20ms", "2.00s", "1.10m")] == pytest.approx(
+        [0.85, 1.2, 2000.0, 66000.0]
+    )
+    with pytest.raises(ValueError, match="cannot read"):
+        _ms("n/a")
