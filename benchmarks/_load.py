@@ -199,6 +199,12 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
 
 
+def wrk_p99(out: str) -> float:
+    """The p99 of wrk's latency distribution (``--latency``), in milliseconds. Read from the
+    distribution's own line: a thread-stats column such as ``75.99%`` ends in ``99%`` too."""
+    return _ms(re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE).group(1))
+
+
 def run_wrk(port: int, server_pid: int, body: bytes, connections: int, seconds: float):
     """Closed loop: ``wrk -c connections`` POSTing ``body`` for ``seconds``."""
     wrk = shutil.which("wrk")
@@ -233,7 +239,7 @@ def run_wrk(port: int, server_pid: int, body: bytes, connections: int, seconds: 
         connections=connections,
         requests=int(re.search(r"(\d+) requests in", out).group(1)),
         rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        p99=_ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        p99=wrk_p99(out),
         errors=(int(errors.group(1)) if errors else 0) + n_socket,
         generator_cores=gen,
         server_cores=server,

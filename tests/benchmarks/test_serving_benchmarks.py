@@ -40,3 +40,22 @@ def test_wrk_latencies_are_read_in_every_unit_wrk_prints(monkeypatch) -> None:
     )
     with pytest.raises(ValueError, match="cannot read"):
         _ms("n/a")
+
+
+WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8000/predict
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.23ms    0.50ms  10.00ms   75.99%
+    Req/Sec     1.20k   100.00     1.40k    70.00%
+  Latency Distribution
+     50%    1.10ms
+     75%    1.30ms
+     90%    1.60ms
+     99%    3.20ms
+"""
+
+
+def test_wrk_p99_is_read_from_the_latency_distribution(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from _load import wrk_p99
+
+    assert wrk_p99(WRK_OUTPUT) == pytest.approx(3.2)
