@@ -210,10 +210,15 @@ _worker: _Worker | None = None
 
 
 def _init(registry_root: Any, store_url: str, engine: str, max_string_bytes: int) -> None:
+    import signal
+
     import torch
     from threadpoolctl import threadpool_limits
 
     global _worker
+    # Ctrl-C reaches the whole process group: the server stops its workers itself, after the
+    # requests in flight (see BatchProcesses.close), so a worker must not die of it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # as the app's process: small products are fastest on one thread
     threadpool_limits(1, user_api="blas")
     _worker = _Worker(registry_root, store_url, engine, max_string_bytes)

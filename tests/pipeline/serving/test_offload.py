@@ -4,11 +4,15 @@ answers, scoring with the version the app serves, and costing nothing when a wor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,6 +21,9 @@ import pytest
 from pipeline.serving.app import LARGE_BODY_BYTES
 from pipeline.serving.served import load_served
 from tests.helpers import build_shadow_home, copy_registry, serve_rows, served_app
+from tests.servers import free_port
+
+PROJECT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +32,13 @@ def home(tmp_path_factory):
     rows = serve_rows(spec, home_dir)
     batch = (rows * (1000 // len(rows) + 1))[:1000]
     assert len(json.dumps({"records": batch})) > LARGE_BODY_BYTES
-    return registry, versions, batch
+    return registry, versions, batch, home_dir
 
 
 @pytest.fixture(scope="module")
 def servers(home, tmp_path_factory):
     """The same registry served twice: with one batch process, and without."""
-    registry, _, _ = home
+    registry, _, _, _ = home
     with (
         served_app(registry, tmp_path_factory.mktemp("with"), batch_processes=1) as offloaded,
         served_app(registry, tmp_path_factory.mktemp("without")) as in_process,
@@ -56,7 +63,7 @@ def wait_ready(url: str, rows: list[dict] | None = None, timeout: float = 60) ->
 
 
 def test_a_batch_is_answered_by_the_batch_process_as_the_app_would_and_stored(home, servers):
-    registry, _, rows = home
+    registry, _, rows, _ = home
     (store, url), (_, plain_url) = servers
     before = batch_state(url)["requests"]
     body = {"records": rows}
@@ -94,7 +101,7 @@ def _bad_bodies(rows: list[dict]) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("case", list(_bad_bodies([{"n": 1.0, "s": "a"}] * 1000)))
 def test_the_batch_process_refuses_what_the_app_refuses_in_the_same_words(home, servers, case):
-    _, _, rows = home
+    _, _, rows, _ = home
     (_, url), (_, plain_url) = servers
     raw = _bad_bodies(rows)[case]
     assert len(raw) > LARGE_BODY_BYTES
@@ -108,7 +115,7 @@ def test_the_batch_process_refuses_what_the_app_refuses_in_the_same_words(home, 
 
 
 def test_single_records_stay_in_the_apps_process(home, servers):
-    _, _, rows = home
+    _, _, rows, _ = home
     (_, url), _ = servers
     before = batch_state(url)
     for record in rows[:5]:
@@ -120,7 +127,7 @@ def test_single_records_stay_in_the_apps_process(home, servers):
 
 
 def test_the_batch_process_scores_with_the_version_served_and_logs_the_shadow(home, tmp_path):
-    registry, versions, rows = home
+    registry, versions, rows, _ = home
     registry = copy_registry(registry, tmp_path)
     good, bad = load_served(registry, {"version": versions["good"]}), None
     with served_app(registry, tmp_path / "store", batch_processes=1) as (store, url):
@@ -154,7 +161,7 @@ def test_the_batch_process_scores_with_the_version_served_and_logs_the_shadow(ho
 
 
 def test_a_batch_process_that_dies_costs_the_request_nothing(home, tmp_path):
-    registry, _, rows = home
+    registry, _, rows, _ = home
     with served_app(registry, tmp_path, batch_processes=1) as (store, url):
         others = set(multiprocessing.active_children())  # the module's server's worker
         wait_ready(url)
@@ -170,3 +177,62 @@ def test_a_batch_process_that_dies_costs_the_request_nothing(home, tmp_path):
         before = batch_state(url)["requests"]
         assert httpx.post(f"{url}/predict", json={"records": rows}, timeout=30).is_success
         assert batch_state(url)["requests"] == before + 1
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_flywheel_serve_stops_its_batch_process_on_sigterm_and_ctrl_c(home, tmp_path, stop):
+    """The real command: its worker answers a batch, and SIGTERM to the server (or Ctrl-C, to
+    the whole process group) ends both cleanly, without a traceback."""
+    _, _, rows, home_dir = home
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "--home", str(home_dir), "serve", "--port",
+         str(port), "--feedback-url", f"sqlite:///{tmp_path / 'feedback.sqlite'}"],
+        cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=1).json()["status"] == "ok":
+                    break
+            assert time.monotonic() < deadline, "flywheel serve did not start"
+            time.sleep(0.1)
+        wait_ready(url)
+        answer = httpx.post(f"{url}/predict", json={"records": rows}, timeout=30)
+        assert answer.status_code == 200 and batch_state(url)["requests"] >= 1
+        workers = _children(proc.pid)
+        assert len(workers) >= 1
+        if stop == signal.SIGINT:
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        else:
+            proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode in (0, -stop, 128 + stop), out  # uvicorn re-raises the signal
+    assert "Traceback" not in out, out
+    assert not [pid for pid in workers if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (an exited one whose parent is gone may stay a zombie
+    where nothing reaps orphans, as in a container without an init)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
