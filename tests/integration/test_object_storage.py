@@ -117,7 +117,10 @@ def test_the_serving_app_swaps_to_a_champion_promoted_in_the_bucket(graph_home, 
     second = registry.save_version(loaded.module, loaded.preprocessor, loaded.training,
                                    documents={"serving.json": loaded.serving})  # fmt: skip
     try:
-        with served_app(registry, tmp_path) as (_, url), httpx.Client(base_url=url) as client:
+        with (
+            served_app(registry, tmp_path, batch_processes=1) as (_, url),
+            httpx.Client(base_url=url, timeout=30) as client,
+        ):
             assert client.get("/health").json()["serving_version"] == first
             assert client.post("/predict", json=records[0]).json()["model_version"] == first
             registry.promote(second, reason="hot swap from the bucket")
@@ -127,6 +130,16 @@ def test_the_serving_app_swaps_to_a_champion_promoted_in_the_bucket(graph_home, 
             )  # fmt: skip
             answer = client.post("/predict", json=records[0]).json()
             assert answer["model_version"] == second
+            # A batch process reaches the bucket too (the registry's path and settings go to it).
+            batch = {"records": (records * 200)[:1000]}
+            client.post("/predict", json=batch)  # starts the worker; answered in-process
+            wait_until(
+                lambda: client.get("/health").json()["batch_processes"]["state"] == "ready",
+                timeout=60, what="the batch process to start", interval=0.1,
+            )  # fmt: skip
+            answer = client.post("/predict", json=batch).json()
+            assert answer["model_version"] == second and len(answer["predictions"]) == 1000
+            assert client.get("/health").json()["batch_processes"]["requests"] == 1
     finally:
         registry.rollback(first)  # the module's graph keeps its own champion
 
