@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -105,6 +105,10 @@ class HistoryPiece:
     keys: dict[str, np.ndarray]  # lag key column -> key strings of the kept rows
     first: pd.Timestamp | None  # the kept rows' earliest and latest timestamp
     last: pd.Timestamp | None
+    # rule.by -> the piece's (group keys, label sums, counts), for windows that hold it whole
+    totals: dict[tuple[str, ...], tuple[list[np.ndarray], np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def of(cls, frame: pd.DataFrame, spec: TaskSpec) -> HistoryPiece:
@@ -116,6 +120,14 @@ class HistoryPiece:
         labels = label.to_numpy(dtype="float64")[keep]
         first, last = (ts.min(), ts.max()) if len(ts) else (None, None)
         return cls(ts, labels, keys, first, last)
+
+    def group_totals(self, by: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """The kept rows summed per group of the ``by`` columns: one key array per column (a
+        row per group), the groups' label sums and row counts. Computed once per rule; a
+        window that holds the whole piece adds these few rows instead of every row of it."""
+        if by not in self.totals:
+            self.totals[by] = _totals([self.keys[c] for c in by], self.labels)
+        return self.totals[by]
 
     def in_window(self, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray | slice | None:
         """Which kept rows fall in ``[start, end)``: all (a slice), none (None), or a mask."""
@@ -174,6 +186,21 @@ def _group_codes(columns: Sequence[np.ndarray]) -> np.ndarray:
     return codes
 
 
+def _totals(
+    columns: Sequence[np.ndarray], labels: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Label sums and row counts per group of ``columns`` (rows with a missing key in none),
+    with each group's key values: one row per group."""
+    codes = _group_codes(columns)
+    counted = codes >= 0
+    groups, first = np.unique(codes[counted], return_index=True)
+    rows = np.flatnonzero(counted)[first]  # one row of each group, for its keys
+    size = int(groups.max()) + 1 if len(groups) else 0
+    sums = np.bincount(codes[counted], weights=labels[counted], minlength=size)[groups]
+    counts = np.bincount(codes[counted], minlength=size)[groups]
+    return [col[rows] for col in columns], sums, counts
+
+
 def lagged_rate_values(
     day: dt.date,
     pieces: Sequence[HistoryPiece],
@@ -184,31 +211,38 @@ def lagged_rate_values(
     """The rate of :func:`lagged_rates` for each row whose group is given by ``keys`` (one key
     string array per ``rule.by`` column, see :func:`key_strings`); NaN for a group without
     history. The same numbers: every label is 0 or 1, so the sums are exact. ``delay_days`` is
-    the task's ``label_delay_days``."""
+    the task's ``label_delay_days``.
+
+    A piece the window holds whole adds its per-group totals (:meth:`HistoryPiece.group_totals`,
+    a few hundred rows for a day of flights); one that the window cuts adds its rows in the
+    window, summed the same way. Then one factorize over those groups and the day's keys."""
     n = len(keys[0])
     start, end = _window(day, rule, delay_days)
-    labels, hist_keys = [], [[] for _ in rule.by]
+    by = tuple(rule.by)
+    parts: list[tuple[list[np.ndarray], np.ndarray, np.ndarray]] = []
     for piece in pieces:
         sel = piece.in_window(start, end)
         if sel is None:
             continue
-        labels.append(piece.labels[sel])
-        for j, col in enumerate(rule.by):
-            hist_keys[j].append(piece.keys[col][sel])
+        if isinstance(sel, slice):
+            parts.append(piece.group_totals(by))
+        else:
+            parts.append(_totals([piece.keys[c][sel] for c in by], piece.labels[sel]))
     out = np.full(n, np.nan)
-    if not labels or not n:
+    if not parts or not n:
         return out
-    label = np.concatenate(labels)
-    m = len(label)
-    codes = _group_codes([np.concatenate([*h, k]) for h, k in zip(hist_keys, keys, strict=True)])
+    sums = np.concatenate([p[1] for p in parts])
+    counts = np.concatenate([p[2] for p in parts])
+    m = len(sums)
+    columns = [np.concatenate([*(p[0][j] for p in parts), k]) for j, k in enumerate(keys)]
+    codes = _group_codes(columns)
     hist, today = codes[:m], codes[m:]
-    counted = hist >= 0
     size = int(codes.max()) + 1 if len(codes) else 0
-    sums = np.bincount(hist[counted], weights=label[counted], minlength=size)
-    counts = np.bincount(hist[counted], minlength=size)
+    group_sums = np.bincount(hist, weights=sums, minlength=size)  # no missing key in hist
+    group_counts = np.bincount(hist, weights=counts, minlength=size)
     found = today >= 0
-    found[found] = counts[today[found]] > 0
-    out[found] = sums[today[found]] / counts[today[found]]
+    found[found] = group_counts[today[found]] > 0
+    out[found] = group_sums[today[found]] / group_counts[today[found]]
     return out
 
 

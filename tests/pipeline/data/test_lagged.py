@@ -176,3 +176,38 @@ def test_without_a_delay_the_window_is_the_days_right_before(spec):
     assert _delayed(spec, 30).history_days(DAY) == [
         DAY - dt.timedelta(days=k) for k in (33, 32, 31)
     ]
+
+
+def test_pieces_the_window_holds_whole_add_their_group_totals_with_the_same_result(spec):
+    """One piece per day, each inside its day: the window holds most of them whole and adds
+    their per-group totals; the rates are those of the row-level reference all the same."""
+    import numpy as np
+
+    from pipeline.data.lagged import HistoryPiece, key_strings, lagged_rate_values
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for back in range(1, 6):
+        start = pd.Timestamp(DAY - dt.timedelta(days=back), tz="UTC")
+        n = 200
+        frames.append(pd.DataFrame({
+            "ts": [(start + pd.Timedelta(minutes=int(m))).isoformat()
+                   for m in rng.integers(0, 1440, n)],
+            "region": rng.choice(["north", "south", "east", None], n),
+            "plan": rng.choice(["basic", "pro"], n),
+            "y": rng.choice(["YES", "NO", None], n),
+        }))  # fmt: skip
+    pieces = [HistoryPiece.of(f, spec) for f in frames]
+    history = pd.concat(frames, ignore_index=True)
+    today = _rows(*[("2025-03-05T01:00:00Z", r, p, "NO") for r in ("north", "south", "west", None)
+                    for p in ("basic", "pro", "gold")])  # fmt: skip
+    for rule in spec.lagged_rates:
+        got = lagged_rate_values(DAY, pieces, rule, [key_strings(today[c]) for c in rule.by], 0)
+        reference = lagged_rates(DAY, history, spec, rule).set_index(list(rule.by))
+        index = today[list(rule.by)].astype(str)
+        index = index.iloc[:, 0] if len(rule.by) == 1 else pd.MultiIndex.from_frame(index)
+        want = reference[rule.feature_name].reindex(index).to_numpy()
+        assert np.array_equal(got, want, equal_nan=True), rule
+        assert not np.isnan(got).all()
+    used = [p for p in pieces if p.totals]
+    assert len(used) >= 2  # the days inside both windows were added as totals
