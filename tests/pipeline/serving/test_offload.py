@@ -225,7 +225,20 @@ def test_flywheel_serve_stops_its_batch_process_on_sigterm_and_ctrl_c(home, tmp_
             proc.wait()
     assert proc.returncode in (0, -stop, 128 + stop), out  # uvicorn re-raises the signal
     assert "Traceback" not in out, out
-    assert not [pid for pid in workers if _running(pid)]
+    # The workers have been joined; multiprocessing's resource tracker (a child too) ends when
+    # it sees the server's end of its pipe close, a moment after the server.
+    deadline = time.monotonic() + 10
+    while [pid for pid in workers if _running(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {pid: _cmdline(pid) for pid in workers if _running(pid)}
+    assert not left, left
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
 
 
 def _running(pid: int) -> bool:
