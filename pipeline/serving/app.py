@@ -73,7 +73,9 @@ def create_app(
             serve``); a test process would keep its garbage cycles for good.
         batch_processes: worker processes that answer ``/predict`` bodies over
             LARGE_BODY_BYTES (:mod:`pipeline.serving.offload`), so that single records do not
-            wait behind batches; 0: every request in this process.
+            wait behind batches; 0: every request in this process. They are ``spawn``ed: a
+            script that serves this app itself must keep its work under ``if __name__ ==
+            "__main__":``, as with any multiprocessing pool.
     """
     # Imported here so that importing the serving code does not load the web stack.
     import gc
