@@ -21,9 +21,10 @@ seeds s, against a champion trained with seed s:
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
-import statistics
+import re
 import sys
 import tempfile
 import time
@@ -82,6 +83,14 @@ def build_home(root: Path, spec, days: list[dt.date]) -> FlywheelHome:
     for day in days:
         build_features_day(spec, raw, feats, day)
     return home
+
+
+def reason_kind(reason: str) -> str:
+    """A decision's reason without its version ids and figures, so that reasons of the same
+    kind count together (each full reason is unique)."""
+    text = re.sub(r"champion \S+ ", "champion ", reason)
+    text = re.sub(r"\[[^\]]*\]", "[..]", text)
+    return re.sub(r"[+-]?\d+(\.\d+)?", "#", text)
 
 
 def main() -> int:
@@ -193,7 +202,11 @@ def main() -> int:
             "met": "yes" if goal_k[0] <= k <= goal_k[1] else "no",
         })  # fmt: skip
     for case in CASES:
-        print(f"{case}, the most common reason: {statistics.mode(reasons[case])}")
+        kinds = collections.Counter(reason_kind(r) for r in reasons[case])
+        kind, count = kinds.most_common(1)[0]
+        example = next(r for r in reasons[case] if reason_kind(r) == kind)
+        print(f"{case}, the most common reason ({count} of {len(reasons[case])}): {kind}\n"
+              f"  e.g. {example}")  # fmt: skip
     print("\nA: Flywheel's gate; B: the same bootstrap as a loop with scikit-learn")
     print_table(rows)
     path = write_results(
