@@ -21,7 +21,7 @@ import pytest
 from pipeline.serving.app import LARGE_BODY_BYTES
 from pipeline.serving.served import load_served
 from tests.helpers import build_shadow_home, copy_registry, serve_rows, served_app
-from tests.servers import free_port
+from tests.servers import free_port, wait_until
 
 PROJECT = Path(__file__).resolve().parents[3]
 
@@ -51,15 +51,17 @@ def batch_state(url: str) -> dict:
     return httpx.get(f"{url}/health").json()["batch_processes"]
 
 
-def wait_ready(url: str, rows: list[dict] | None = None, timeout: float = 60) -> None:
+def wait_ready(url: str, timeout: float = 60) -> None:
     """Sends one large body (which starts the workers and is answered in-process), then waits
     for the workers to be ready."""
     big = {"records": [{"x": "y" * 200}] * 200}
     httpx.post(f"{url}/predict", json=big, timeout=30)
-    deadline = time.monotonic() + timeout
-    while batch_state(url)["state"] != "ready":
-        assert time.monotonic() < deadline, batch_state(url)
-        time.sleep(0.1)
+    wait_health(url, lambda h: h["batch_processes"]["state"] == "ready", "the workers", timeout)
+
+
+def wait_health(url: str, ready, what: str, timeout: float = 30) -> None:
+    """Polls ``/health`` until ``ready(its JSON)`` holds."""
+    wait_until(lambda: ready(httpx.get(f"{url}/health").json()), timeout, what, interval=0.1)
 
 
 def test_a_batch_is_answered_by_the_batch_process_as_the_app_would_and_stored(home, servers):
@@ -129,29 +131,24 @@ def test_single_records_stay_in_the_apps_process(home, servers):
 def test_the_batch_process_scores_with_the_version_served_and_logs_the_shadow(home, tmp_path):
     registry, versions, rows, _ = home
     registry = copy_registry(registry, tmp_path)
-    good, bad = load_served(registry, {"version": versions["good"]}), None
+    good = load_served(registry, {"version": versions["good"]})
+    bad = load_served(registry, {"version": versions["bad"]})
     with served_app(registry, tmp_path / "store", batch_processes=1) as (store, url):
         wait_ready(url)
         registry.set_candidate(versions["bad"], versions["good"], "a test's candidate")
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{url}/health").json()["shadow"]["version"] != versions["bad"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_health(url, lambda h: h["shadow"]["version"] == versions["bad"], "the shadow")
         answer = httpx.post(f"{url}/predict", json={"records": rows}, timeout=30).json()
         assert answer["model_version"] == versions["good"]
         np.testing.assert_allclose(
             [p["score"] for p in answer["predictions"]], good.scores(rows), atol=1e-12
         )
-        bad = load_served(registry, {"version": versions["bad"]})
         for p, want in zip(answer["predictions"][:20], bad.scores(rows[:20]), strict=True):
             row = store.prediction(p["prediction_id"])
             assert row["shadow_version"] == versions["bad"]
             assert row["shadow_score"] == pytest.approx(float(want), abs=1e-9)
 
         registry.promote(versions["bad"], "a test's swap", forced=True)
-        while httpx.get(f"{url}/health").json()["serving_version"] != versions["bad"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_health(url, lambda h: h["serving_version"] == versions["bad"], "the swap")
         answer = httpx.post(f"{url}/predict", json={"records": rows}, timeout=30).json()
         assert answer["model_version"] == versions["bad"]
         np.testing.assert_allclose(
