@@ -25,7 +25,7 @@ from pipeline.serving.body import DEFAULT_MAX_STRING_BYTES, BodyError, parse_bod
 from pipeline.serving.features import RecordError
 from pipeline.serving.guards import Guard
 from pipeline.serving.offload import BatchProcesses, in_memory
-from pipeline.serving.requests import MAX_BATCH, answer, records_of
+from pipeline.serving.requests import MAX_BATCH, answer, record_loc, records_of
 from pipeline.serving.scorer import Scorer, ScorerClosed, Shadow
 from pipeline.serving.served import ServedModel
 from pipeline.serving.watcher import ChampionWatcher
@@ -165,7 +165,7 @@ def create_app(
                 scored = await scorer.score(model, records, _shadow_of(model, watcher))
                 result = answer(model, scored.ids, scored.scores, single)
         except RecordError as err:
-            loc = ["body", err.field] if single else ["body", "records", err.index, err.field]
+            loc = record_loc(err.index, err.field, single)
             return error(422, loc, err.message)
         except ScorerClosed:
             return JSONResponse({"detail": "the server is shutting down"}, 503)

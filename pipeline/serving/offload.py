@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.serving.body import BodyError, parse_body
-from pipeline.serving.requests import answer, error_body, records_of, render
+from pipeline.serving.requests import answer, error_body, record_loc, records_of, render
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class _Worker:
         try:
             return self._score(records, single, version, shadow_version)
         except RecordError as err:
-            loc = ["body", err.field] if single else ["body", "records", err.index, err.field]
+            loc = record_loc(err.index, err.field, single)
             return Offloaded(422, error_body(loc, err.message))
         except Exception as err:  # loading, a broken model, the insert: the app answers as usual
             log.warning("batch process: handing a request back (%s: %s)", type(err).__name__, err)

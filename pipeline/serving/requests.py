@@ -27,6 +27,12 @@ def records_of(body: Any) -> tuple[list[dict[str, Any]], bool]:
     return records, single
 
 
+def record_loc(index: int, field: str, single: bool) -> list[Any]:
+    """Where a bad record's field is in the body: ``["body", field]`` for a single record,
+    ``["body", "records", index, field]`` in a batch."""
+    return ["body", field] if single else ["body", "records", index, field]
+
+
 def answer(model: Any, ids: list[str], scores: Any, single: bool) -> dict[str, Any]:
     """The answer's JSON: each record's prediction id, score and decision under ``model``'s
     threshold."""

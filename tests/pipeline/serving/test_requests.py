@@ -58,3 +58,10 @@ def test_rendered_bytes_are_what_starlette_sends():
     }
     with pytest.raises(ValueError):  # never a NaN in an answer
         render({"score": float("nan")})
+
+
+def test_a_bad_records_place_names_its_index_only_in_a_batch():
+    from pipeline.serving.requests import record_loc
+
+    assert record_loc(0, "distance", single=True) == ["body", "distance"]
+    assert record_loc(3, "distance", single=False) == ["body", "records", 3, "distance"]
