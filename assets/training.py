@@ -48,6 +48,11 @@ class TrainingConfig(Config):
         default=_DEFAULTS.val_fraction,
         description="Latest share of training rows used for early stopping (split by time).",
     )
+    refit: bool = Field(
+        default=_DEFAULTS.refit,
+        description="After early stopping, train afresh on every row (the validation slice"
+        " too) for the epochs early stopping chose.",
+    )
     window_days: int = Field(default=_DEFAULTS.window_days, description="Training days.")
     holdout_days: int = Field(
         default=_DEFAULTS.holdout_days,

@@ -12,9 +12,14 @@ seeds s, against a champion trained with seed s:
   identical data   the same training again (goal: never promoted)
   another seed     seed s + 1000 on the same data (goal: at most 1 in 10)
   one more day     seed s, the window one day later (goal: at least 9 in 10)
-  clearly better   the full window against a champion trained on 5 days (goal: always)
+  clearly better   the full model against a champion trained for one epoch on 5 days
+                   (goal: always)
+  vs 5 days        the full model against a champion fully trained on 5 days, the issue's
+                   example of a clearly better model, for information (no goal): on this
+                   window the 5-day model ranks the holdout better (docs/performance.md)
+Each case prints its mean ROC-AUC gain over its champion beside the count.
 
-    python benchmarks/gate.py           # 10 seeds (trains 60 models; about 15 min on 2 cores)
+    python benchmarks/gate.py           # 10 seeds (trains 80 models; about 6 min on 2 cores)
     python benchmarks/gate.py --quick   # smoke run: 1 seed, small models
 """
 
@@ -54,9 +59,9 @@ from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
 
 END = dt.date(2025, 10, 14)  # replays mid-October 2013
-CASES = ("identical data", "another seed", "one more day", "clearly better")
+CASES = ("identical data", "another seed", "one more day", "clearly better", "vs 5 days")
 GOALS = {"identical data": (0, 0), "another seed": (0, 1), "one more day": (9, 10),
-         "clearly better": (10, 10)}  # fmt: skip
+         "clearly better": (10, 10), "vs 5 days": None}  # fmt: skip
 
 
 def loop_bootstrap(y, a, b, policy: GatePolicy):
@@ -136,6 +141,13 @@ def main() -> int:
 
         promoted: dict[str, list[bool]] = {c: [] for c in CASES}
         reasons: dict[str, list[str]] = {c: [] for c in CASES}
+        gains: dict[str, list[float]] = {c: [] for c in CASES}
+
+        def record(case: str, decision) -> None:
+            promoted[case].append(decision.promote)
+            reasons[case].append(decision.reason)
+            gains[case].append(decision.comparison.difference)
+
         for seed in range(seeds):
             t0 = time.perf_counter()
             registry = FlywheelHome.at(Path(tmp) / f"models-{seed}").registry()
@@ -145,14 +157,14 @@ def main() -> int:
                 ("another seed", train(registry, seed + 1000)),
                 ("one more day", train(registry, seed, END + dt.timedelta(days=1))),
             ):
-                decision = verdict(registry, version)
-                promoted[case].append(decision.promote)
-                reasons[case].append(decision.reason)
-            weak = FlywheelHome.at(Path(tmp) / f"weak-{seed}").registry()
-            weak.promote(train(weak, seed, window_days=5), reason="benchmark weak champion")
-            decision = verdict(weak, train(weak, seed))
-            promoted["clearly better"].append(decision.promote)
-            reasons["clearly better"].append(decision.reason)
+                record(case, verdict(registry, version))
+            for case, weak_params in (
+                ("clearly better", {"window_days": 5, "epochs": 1}),
+                ("vs 5 days", {"window_days": 5}),
+            ):
+                weak = FlywheelHome.at(Path(tmp) / f"weak-{seed}-{len(weak_params)}").registry()
+                weak.promote(train(weak, seed, **weak_params), reason="benchmark weak champion")
+                record(case, verdict(weak, train(weak, seed)))
             marks = ", ".join(f"{c} {'P' if promoted[c][-1] else '-'}" for c in CASES)
             print(f"seed {seed}: {marks} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
@@ -194,10 +206,15 @@ def main() -> int:
     ]
     for case in CASES:
         k, n = sum(promoted[case]), len(promoted[case])
+        gain = f"mean gain {np.mean(gains[case]):+.4f}"
+        if GOALS[case] is None:
+            rows.append({"measure": f"promoted: {case}", "A": f"{k}/{n}", "B": gain,
+                         "ratio": "-", "goal": "-", "met": "-"})  # fmt: skip
+            continue
         low, high = GOALS[case]
         goal_k = (low * n // 10, high * n // 10) if n != 10 else (low, high)
         rows.append({
-            "measure": f"promoted: {case}", "A": f"{k}/{n}", "B": "-", "ratio": "-",
+            "measure": f"promoted: {case}", "A": f"{k}/{n}", "B": gain, "ratio": "-",
             "goal": f"{goal_k[0]}..{goal_k[1]} of {n}",
             "met": "yes" if goal_k[0] <= k <= goal_k[1] else "no",
         })  # fmt: skip
@@ -207,7 +224,8 @@ def main() -> int:
         example = next(r for r in reasons[case] if reason_kind(r) == kind)
         print(f"{case}, the most common reason ({count} of {len(reasons[case])}): {kind}\n"
               f"  e.g. {example}")  # fmt: skip
-    print("\nA: Flywheel's gate; B: the same bootstrap as a loop with scikit-learn")
+    print("\nA: Flywheel's gate; B: the same bootstrap as a loop with scikit-learn, or the"
+          " challengers' mean ROC-AUC gain over their champions")
     print_table(rows)
     path = write_results(
         args.results_dir,
@@ -219,6 +237,7 @@ def main() -> int:
             "params": base.to_dict(),
             "promoted": promoted,
             "reasons": reasons,
+            "gains": gains,
             "decision_s": side_a,
             "compare_s": side_compare,
             "loop_s": side_b,

@@ -246,6 +246,7 @@ def fit_challenger(
         "prior": float(frame[LABEL_COLUMN].mean()),
         "threshold": outcome.threshold,
         "epochs_run": outcome.epochs_run,
+        "refit_epochs": outcome.refit_epochs,
         "best_val_loss": outcome.best_val_loss,
         "history": outcome.history,
         "seconds": round(outcome.seconds, 2),

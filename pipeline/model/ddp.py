@@ -119,6 +119,7 @@ def version_metadata(result: TrainedVersion) -> dict[str, dict[str, Any]]:
         "holdout_batch_rows": typed(training["holdout_rows"]["batch"], "int"),
         "holdout_feedback_rows": typed(training["holdout_rows"]["feedback"], "int"),
         "epochs_run": typed(result.epochs_run, "int"),
+        "refit_epochs": typed(training["refit_epochs"], "int"),
         "best_val_loss": typed(result.best_val_loss),
         "threshold": typed(result.threshold, "float"),
         "parameter_count": typed(result.parameter_count, "int"),

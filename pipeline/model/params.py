@@ -26,6 +26,9 @@ class TrainParams:
     members: int = 3
     patience: int = 4
     val_fraction: float = 0.15
+    # After early stopping, train afresh on every row, the validation slice included, for the
+    # epochs early stopping chose: the newest rows (often where the world moved) are learned too.
+    refit: bool = True
     window_days: int = 60
     holdout_days: int = 7
     seed: int = 0

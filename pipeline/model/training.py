@@ -1,4 +1,5 @@
-"""Training: a time-ordered validation slice, early stopping, best weights, a threshold."""
+"""Training: a time-ordered validation slice, early stopping, best weights, a threshold, and a
+refit on every row for the epochs early stopping chose."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ class TrainOutcome:
     val_rows: int
     seconds: float
     history: list[dict[str, float]]
+    # Epochs of the refit on every row (0: the early-stopped weights are the model).
+    refit_epochs: int = 0
     # This process's rank in a DDP job (0 alone): only rank 0 saves the version.
     rank: int = 0
 
@@ -64,12 +67,14 @@ class _BestWeights(pl.Callback):
             self.on_epoch(self.history[-1])
 
 
-def make_trainer(params: TrainParams, callbacks: list[pl.Callback], root_dir: Path) -> pl.Trainer:
+def make_trainer(
+    params: TrainParams, callbacks: list[pl.Callback], root_dir: Path, validate: bool = True
+) -> pl.Trainer:
     """The Trainer that training uses (the overhead benchmark times this very one).
 
     Everything that would run around each step and is not needed here is off: no logger, no
     checkpoint files, no progress bar, no model summary, no sanity validation. Validation runs
-    once per epoch.
+    once per epoch (``validate``), or not at all.
 
     With more than one process (``params.world_size``) the strategy "auto" is Lightning's DDP
     (gloo on CPU, NCCL on GPUs); the processes must already exist, started by ``torchrun``
@@ -90,6 +95,7 @@ def make_trainer(params: TrainParams, callbacks: list[pl.Callback], root_dir: Pa
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=None if validate else 0,
         callbacks=callbacks,
         default_root_dir=str(root_dir),
     )
@@ -137,7 +143,7 @@ def fit_module(
         callbacks.append(
             pl.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, mode="min")
         )
-    trainer = make_trainer(params, callbacks, root_dir)
+    trainer = make_trainer(params, callbacks, root_dir, validate=val is not None)
     data = FlywheelDataModule(train, val, params.batch_size, seed=params.seed)
     trainer.fit(module, datamodule=data)
     if best.state is not None:
@@ -190,10 +196,15 @@ def train_model(
     module = module.cpu().eval()
     module.net.fill_unseen(train_t[0])
 
-    threshold = 0.5
+    threshold, refit_epochs = 0.5, 0
     if val_t is not None:
+        # The threshold comes from rows the early-stopped model never trained on.
         scores = predict_scores(module, val_t[0], val_t[1])
         threshold = best_f1_threshold(val_t[2].numpy(), scores)
+        if params.refit and best.history:
+            refit_epochs = 1 + min(best.history, key=lambda h: h["val_loss"])["epoch"]
+            rows = tensors(pd.concat([fit_part, val_part]))
+            module = refit(prep, rows, params, refit_epochs, root_dir)
     return TrainOutcome(
         module=module,
         preprocessor=prep,
@@ -204,8 +215,29 @@ def train_model(
         val_rows=len(val_part),
         seconds=time.perf_counter() - started,
         history=best.history,
+        refit_epochs=refit_epochs,
         rank=torch.distributed.get_rank() if torch.distributed.is_initialized() else 0,
     )
+
+
+def refit(
+    prep: Preprocessor,
+    rows: tuple[torch.Tensor, ...],
+    params: TrainParams,
+    epochs: int,
+    root_dir: Path,
+) -> FlywheelModule:
+    """A fresh module trained on ``rows`` (training and validation tensors) for ``epochs``.
+
+    The same seed and hyperparameters as the early-stopped fit; no validation, so the last
+    epoch's weights are the model.
+    """
+    pl.seed_everything(params.seed, workers=True, verbose=False)
+    module = build_module(prep.cardinalities, prep.n_numeric_inputs, params)
+    fit_module(module, rows, None, replace(params, epochs=epochs), root_dir)
+    module = module.cpu().eval()
+    module.net.fill_unseen(rows[0])
+    return module
 
 
 @torch.no_grad()

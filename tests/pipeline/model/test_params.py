@@ -23,6 +23,7 @@ def test_defaults():
         "members": 3,
         "patience": 4,
         "val_fraction": 0.15,
+        "refit": True,
         "window_days": 60,
         "holdout_days": 7,
         "seed": 0,

@@ -1,4 +1,5 @@
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +58,35 @@ def test_a_value_seen_only_in_validation_scores_as_an_unknown_value(frame, tmp_p
     # as a value never seen at all (both get the mean of what training learned).
     frame = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
     frame.loc[len(frame) - 40 :, "plan"] = "enterprise"
-    out = train_model(frame, SPEC, PARAMS, tmp_path)
+    out = train_model(frame, SPEC, replace(PARAMS, refit=False), tmp_path)
     assert "enterprise" in out.preprocessor.vocabularies["plan"]
     rows = frame.iloc[-5:].copy()
     unknown = rows.assign(plan="never-seen")
     scores = predict_frame(out.module, out.preprocessor, rows)
     np.testing.assert_allclose(scores, predict_frame(out.module, out.preprocessor, unknown))
+
+
+def test_the_refit_learns_the_validation_slice_for_the_chosen_epochs(frame, tmp_path: Path):
+    # The newest rows bring a plan that churns far more: the early-stopped model never trains
+    # on them; the refit (the default) does, for the epochs early stopping chose.
+    frame = frame.sort_values("event_time", kind="stable").reset_index(drop=True)
+    newest = frame.index >= len(frame) - int(len(frame) * PARAMS.val_fraction)
+    frame.loc[newest, "plan"] = "enterprise"
+    frame.loc[newest, "label"] = (np.arange(newest.sum()) % 4 != 0).astype(frame["label"].dtype)
+    stopped = train_model(frame, SPEC, replace(PARAMS, refit=False), tmp_path / "a")
+    refitted = train_model(frame, SPEC, PARAMS, tmp_path / "b")
+    best = min(stopped.history, key=lambda h: h["val_loss"])["epoch"]
+    assert (stopped.refit_epochs, refitted.refit_epochs) == (0, best + 1)
+    assert refitted.history == stopped.history and refitted.threshold == stopped.threshold
+    rows = frame[newest]
+    mean_stopped = predict_frame(stopped.module, stopped.preprocessor, rows).mean()
+    mean_refitted = predict_frame(refitted.module, refitted.preprocessor, rows).mean()
+    assert mean_refitted > mean_stopped + 0.1, (mean_stopped, mean_refitted)
+
+
+def test_no_validation_slice_means_no_refit(frame, tmp_path: Path):
+    out = train_model(frame, SPEC, replace(PARAMS, val_fraction=0.0), tmp_path)
+    assert out.val_rows == 0 and out.refit_epochs == 0 and out.history == []
 
 
 def test_validation_slice_is_the_latest_rows(frame):
