@@ -220,3 +220,35 @@ def test_kinds_of_table_columns():
 )
 def test_is_numeric(values, expected):
     assert is_numeric(pd.DataFrame({"c": values}), "c") is expected
+
+
+def test_each_rule_reads_only_the_columns_it_names():
+    ex = _ex()
+    rule = lambda e: Rule("r", WARN, e)  # noqa: E731
+    assert engine.rule_columns(_between()) == ("x",)
+    pair = ex.ExpectColumnPairValuesToBeEqual(column_A="x", column_B=DAY_COLUMN)
+    assert engine.rule_columns(rule(pair)) == ("x", DAY_COLUMN)
+    unique = ex.ExpectCompoundColumnsToBeUnique(column_list=["x", "y"])
+    assert engine.rule_columns(rule(unique)) == ("x", "y")
+    assert engine.rule_columns(rule(ex.ExpectColumnToExist(column="z"))) == engine.NAMES
+    count = ex.ExpectTableRowCountToBeBetween(min_value=1, max_value=10)
+    assert engine.rule_columns(rule(count)) == engine.WHOLE
+
+
+def test_rules_of_different_columns_answer_in_their_order():
+    ex = _ex()
+    frames = {D1: pd.DataFrame({"x": [1.0, 20.0], "y": ["a", "a"]}),
+              D2: pd.DataFrame({"x": [2.0, 3.0], "y": ["a", "b"]})}  # fmt: skip
+    rules = [
+        Rule("y exists", ERROR, ex.ExpectColumnToExist(column="y"), "y"),
+        _between(),
+        Rule("y unique", WARN, ex.ExpectCompoundColumnsToBeUnique(column_list=["y", DAY_COLUMN]),
+             "y"),
+        Rule("z exists", ERROR, ex.ExpectColumnToExist(column="z"), "z"),
+        Rule("y in set", WARN, ex.ExpectColumnValuesToBeInSet(column="y", value_set=["a"]), "y"),
+    ]  # fmt: skip
+    out = validate_days(frames, ["x", "y"], lambda frame: rules)
+    assert [o.rule for o in out[D1]] == [r.name for r in rules]
+    assert [o.success for o in out[D1]] == [True, False, False, False, True]
+    assert [o.success for o in out[D2]] == [True, True, True, False, False]
+    assert out[D1][1].sample_unexpected == [20.0] and out[D2][4].sample_unexpected == ["b"]
