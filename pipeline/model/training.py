@@ -203,7 +203,7 @@ def train_model(
         threshold = best_f1_threshold(val_t[2].numpy(), scores)
         if params.refit and best.history:
             refit_epochs = 1 + min(best.history, key=lambda h: h["val_loss"])["epoch"]
-            rows = tensors(pd.concat([fit_part, val_part]))
+            rows = tuple(torch.cat(pair) for pair in zip(train_t, val_t, strict=True))
             module = refit(prep, rows, params, refit_epochs, root_dir)
     return TrainOutcome(
         module=module,

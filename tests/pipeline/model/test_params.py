@@ -16,7 +16,7 @@ def test_defaults():
     assert params.to_dict() == {
         "epochs": 30,
         "batch_size": 2048,
-        "learning_rate": 1e-2,
+        "learning_rate": 3e-3,
         "weight_decay": 1e-4,
         "hidden_sizes": [64, 32],
         "dropout": 0.1,

@@ -73,8 +73,9 @@ def test_the_refit_learns_the_validation_slice_for_the_chosen_epochs(frame, tmp_
     newest = frame.index >= len(frame) - int(len(frame) * PARAMS.val_fraction)
     frame.loc[newest, "plan"] = "enterprise"
     frame.loc[newest, "label"] = (np.arange(newest.sum()) % 4 != 0).astype(frame["label"].dtype)
-    stopped = train_model(frame, SPEC, replace(PARAMS, refit=False), tmp_path / "a")
-    refitted = train_model(frame, SPEC, PARAMS, tmp_path / "b")
+    params = replace(PARAMS, learning_rate=1e-2)  # few steps on 2,000 rows: learn them fast
+    stopped = train_model(frame, SPEC, replace(params, refit=False), tmp_path / "a")
+    refitted = train_model(frame, SPEC, params, tmp_path / "b")
     best = min(stopped.history, key=lambda h: h["val_loss"])["epoch"]
     assert (stopped.refit_epochs, refitted.refit_epochs) == (0, best + 1)
     assert refitted.history == stopped.history and refitted.threshold == stopped.threshold
