@@ -59,7 +59,8 @@ from pipeline.steps import build_features_day, ingest_day, train_version
 from pipeline.task import load_task
 
 END = dt.date(2025, 10, 14)  # replays mid-October 2013
-CASES = ("identical data", "another seed", "one more day", "clearly better", "vs 5 days")
+# The informational case before the last: every table of the benchmarks ends with a goal row.
+CASES = ("identical data", "another seed", "one more day", "vs 5 days", "clearly better")
 GOALS = {"identical data": (0, 0), "another seed": (0, 1), "one more day": (9, 10),
          "clearly better": (10, 10), "vs 5 days": None}  # fmt: skip
 
