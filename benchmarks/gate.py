@@ -19,7 +19,7 @@ seeds s, against a champion trained with seed s:
                    window the 5-day model ranks the holdout better (docs/performance.md)
 Each case prints its mean ROC-AUC gain over its champion beside the count.
 
-    python benchmarks/gate.py           # 10 seeds (trains 80 models; about 6 min on 2 cores)
+    python benchmarks/gate.py           # 10 seeds (trains 80 models; about 8 min on 2 cores)
     python benchmarks/gate.py --quick   # smoke run: 1 seed, small models
 """
 
