@@ -111,16 +111,6 @@ def _count_votes(votes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     sources = by_prediction["feedback_source"].agg(lambda s: ",".join(sorted(s)))
     labels = by_prediction["feedback_label"].nunique()
     newest["feedback_source"] = sources
-    agreed = newest[labels == 1].reset_index()
-    disputed = newest[labels > 1]
-    if len(disputed):
-        cast = votes[votes["prediction_id"].isin(disputed.index)].sort_values("feedback_source")
-        said = cast.groupby("prediction_id")[["feedback_source", "feedback_label"]].apply(
-            lambda g: ", ".join(f"{s}={label}" for s, label in g.itertuples(index=False))
-        )
-        disputed = disputed.assign(
-            **{QUARANTINE_REASON: "label: sources disagree (" + said[disputed.index] + ")"}
-        ).reset_index()
     order = list(votes.columns)
     agreed = newest[labels == 1].reset_index()[order]
     disputed = newest[labels > 1]
