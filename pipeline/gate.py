@@ -11,11 +11,12 @@ Two rules, named in the reason:
 
 * **same data** (the challenger's training window ends where the champion's does, or earlier):
   promote only when the lower bound of the AUC gain is above ``min_auc_gain``, so a retrain that
-  brings nothing new never replaces the champion. The champion is a fixed model, but the
-  challenger is one draw of its training: the question is whether its training beats the
-  champion beyond the luck of a seed, so the interval also carries the challenger's retraining
-  noise, measured from the spread of its ensemble members' AUCs (``members_columns``; the
-  rows' bootstrap alone is narrower than the difference two seeds make);
+  brings nothing new never replaces the champion. Champion and challenger are then two draws
+  of the same training: the question is whether the challenger beats the champion beyond the
+  difference two seeds make, so the interval also carries the retraining noise between two
+  retrains, measured from the spread of the challenger's ensemble members' AUCs
+  (``members_columns``) with Student's t for the members' few degrees of freedom (the rows'
+  bootstrap alone is narrower than the difference two seeds make);
 * **newer data** (its window ends later): promote unless it is significantly worse, that is
   when the lower bound is above ``-max_auc_loss``, so nightly and feedback retrains keep the
   model fresh without swapping on noise. The interval is the rows' alone: the margin is the
@@ -41,6 +42,7 @@ import pandas as pd
 from pipeline.data.storage import read_parquet
 from pipeline.model.comparison import (
     Comparison,
+    RetrainingNoise,
     SliceResult,
     compare,
     retraining_noise,
@@ -88,8 +90,8 @@ class Decision:
     comparison: Comparison | None = None
     log_loss: Comparison | None = None
     slices: list[SliceResult] = field(default_factory=list)
-    # the standard error of the challenger's AUC that retraining alone causes (same data only)
-    retraining_noise: float | None = None
+    # how much two retrains alike differ in AUC, from the challenger's members (same data only)
+    retraining_noise: RetrainingNoise | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,7 +101,7 @@ class Decision:
             "comparison": self.comparison.to_dict() if self.comparison else None,
             "log_loss_comparison": self.log_loss.to_dict() if self.log_loss else None,
             "slices": [s.to_dict() for s in self.slices],
-            "retraining_noise": self.retraining_noise,
+            "retraining_noise": self.retraining_noise.to_dict() if self.retraining_noise else None,
         }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -115,32 +114,55 @@ def compare(
     return auc, loss
 
 
-def retraining_noise(y: np.ndarray, members: np.ndarray) -> float | None:
-    """The standard error of a model's ROC-AUC that retraining it alone causes, or None.
+@dataclass(frozen=True)
+class RetrainingNoise:
+    """How much two retrains of the same training differ in ROC-AUC, from one model's members."""
+
+    standard_error: float  # of the AUC difference between two such retrains
+    dof: int  # degrees of freedom of the estimate: the member count less one
+
+    def quantile(self, confidence: float) -> float:
+        """Student's t for the estimate's few degrees of freedom: with 3 members the spread
+        of their AUCs is itself uncertain (2 dof: t is 4.30 at 95%, where the normal says 1.96),
+        and the normal quantile let a seed whose members happened to agree pass as a gain."""
+        from scipy.stats import t  # scikit-learn's own dependency; loaded when it is needed
+
+        return float(t.ppf(0.5 + confidence / 2.0, self.dof))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def retraining_noise(y: np.ndarray, members: np.ndarray) -> RetrainingNoise | None:
+    """The retraining noise of a model's AUC on the rows ``y``, or None with one member.
 
     ``members`` holds ``(rows, members)`` scores of the model's ensemble members. The members
     are independent trainings on the same rows (their own starts and dropout), so the spread of
-    their AUCs measures how much a retrain with another seed moves the AUC; an ensemble's AUC
-    moves by about that spread over sqrt(members). With one member there is no estimate.
+    their AUCs measures how much a retrain with another seed moves the AUC: an ensemble of ``m``
+    members moves by that spread over sqrt(m). Two such retrains (a champion and a challenger
+    trained alike on the same data) differ by sqrt(2) times that: both are one draw each.
     """
     members = np.asarray(members, dtype=np.float64)
     if members.ndim != 2 or members.shape[1] < 2:
         return None
     y = np.asarray(y, dtype=np.float64)
-    aucs = [_auc(y, members[:, j]) for j in range(members.shape[1])]
-    return math.sqrt(float(np.var(aucs, ddof=1)) / members.shape[1])
+    m = members.shape[1]
+    aucs = [_auc(y, members[:, j]) for j in range(m)]
+    return RetrainingNoise(math.sqrt(2.0 * float(np.var(aucs, ddof=1)) / m), m - 1)
 
 
-def widened(c: Comparison, noise: float) -> Comparison:
-    """``c`` with each side of its interval widened by ``noise`` (a standard error) in
-    quadrature: the rows' sampling and the retraining noise, taken as independent."""
-    z = NormalDist().inv_cdf(0.5 + c.confidence / 2.0)
+def widened(c: Comparison, noise: RetrainingNoise) -> Comparison:
+    """``c`` with each side of its interval widened by the retraining ``noise`` in quadrature
+    (the rows' sampling and the retraining, taken as independent): the noise's part is its
+    standard error times its Student's t quantile at ``c.confidence``."""
+    half = noise.quantile(c.confidence) * noise.standard_error
     return replace(
         c,
-        ci_low=c.difference - math.hypot(c.difference - c.ci_low, z * noise),
-        ci_high=c.difference + math.hypot(c.ci_high - c.difference, z * noise),
-        method=f"{c.method}, widened by the retraining noise from the members' spread"
-        f" (standard error {noise:.4f})",
+        ci_low=c.difference - math.hypot(c.difference - c.ci_low, half),
+        ci_high=c.difference + math.hypot(c.ci_high - c.difference, half),
+        method=f"{c.method}, widened by the retraining noise from the challenger's members'"
+        f" spread (standard error {noise.standard_error:.4f} between two retrains,"
+        f" t with {noise.dof} dof)",
     )
 
 

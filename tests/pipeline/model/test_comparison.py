@@ -5,7 +5,13 @@ import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
 from pipeline.gate import GatePolicy
-from pipeline.model.comparison import compare, retraining_noise, slice_table, widened
+from pipeline.model.comparison import (
+    RetrainingNoise,
+    compare,
+    retraining_noise,
+    slice_table,
+    widened,
+)
 from tests.helpers import scored
 
 POLICY = GatePolicy()
@@ -64,23 +70,32 @@ def _members(y, rng, signals):
     )
 
 
-def test_retraining_noise_is_the_members_spread_over_their_count():
+def test_retraining_noise_is_two_retrains_difference_from_the_members_spread():
     y, a, rng = scored()
-    assert retraining_noise(y, np.column_stack([a, a, a])) == 0.0
+    assert retraining_noise(y, np.column_stack([a, a, a])) == RetrainingNoise(0.0, 2)
     spread = _members(y, rng, [0.8, 1.0, 1.2])
     aucs = [roc_auc_score(y, spread[:, j]) for j in range(3)]
-    assert retraining_noise(y, spread) == pytest.approx(np.sqrt(np.var(aucs, ddof=1) / 3))
+    noise = retraining_noise(y, spread)
+    # One ensemble of 3 moves by the members' spread over sqrt(3); a challenger and a champion
+    # trained alike are one draw each, so their difference moves by sqrt(2) times that.
+    assert noise.standard_error == pytest.approx(np.sqrt(2 * np.var(aucs, ddof=1) / 3))
+    assert noise.dof == 2 and noise.to_dict() == {"standard_error": noise.standard_error, "dof": 2}
     assert retraining_noise(y, a[:, None]) is None  # one member: no estimate
+
+
+def test_the_noise_quantile_is_students_t_for_the_members_count():
+    assert RetrainingNoise(0.01, 2).quantile(0.95) == pytest.approx(4.302653)  # 3 members
+    assert RetrainingNoise(0.01, 4).quantile(0.95) == pytest.approx(2.776445)  # 5 members
+    assert RetrainingNoise(0.01, 10_000).quantile(0.95) == pytest.approx(1.96, abs=1e-3)
 
 
 def test_widening_adds_the_noise_in_quadrature_on_each_side():
     y, a, rng = scored()
     b = np.clip(a + rng.normal(0, 0.1, len(a)), 0.001, 0.999)
     auc, _ = compare(y, a, b, POLICY)
-    wide = widened(auc, 0.01)
+    wide = widened(auc, RetrainingNoise(0.01, 2))
     assert wide.difference == auc.difference
-    low = auc.difference - np.hypot(auc.difference - auc.ci_low, 1.959964 * 0.01)
+    low = auc.difference - np.hypot(auc.difference - auc.ci_low, 4.302653 * 0.01)
     assert wide.ci_low == pytest.approx(low) and wide.ci_high > auc.ci_high
-    assert "retraining noise" in wide.method and widened(auc, 0.0).ci_low == pytest.approx(
-        auc.ci_low
-    )
+    assert "retraining noise" in wide.method and "t with 2 dof" in wide.method
+    assert widened(auc, RetrainingNoise(0.0, 2)).ci_low == pytest.approx(auc.ci_low)
