@@ -170,7 +170,11 @@ def build_home(root: Path, days: int = 21, home: Path | None = None):
 
 
 def train_small(spec, feats, raw, registry, scratch, serve_day, seed=0, **kwargs) -> str:
-    params = TrainParams(epochs=2, window_days=10, holdout_days=3, seed=seed, batch_size=256)
+    # Two epochs at 1e-2: at the default 3e-3 two epochs leave the members far apart (their
+    # holdout AUCs spread by ~0.08 on the churn task), and the gate rightly refuses to call
+    # even a large gain significant over such retraining noise.
+    params = TrainParams(epochs=2, window_days=10, holdout_days=3, seed=seed, batch_size=256,
+                         learning_rate=1e-2)  # fmt: skip
     end = serve_day - dt.timedelta(days=1)
     return train_version(spec, feats, registry, params, scratch, end=end, raw=raw, **kwargs).version
 
